@@ -1,0 +1,5 @@
+import sys
+
+from p5rec.cli import main
+
+sys.exit(main())

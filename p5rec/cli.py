@@ -1,0 +1,157 @@
+"""Command line: ``p5rec demo | prepare | train | evaluate | recommend``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _config(args: argparse.Namespace, run_dir: Path | None = None):
+    from p5rec.config import load_config
+
+    path = args.config
+    if path is None and run_dir is not None and (run_dir / "config.yaml").is_file():
+        path = run_dir / "config.yaml"
+    return load_config(path, args.overrides)
+
+
+def _run_dir(path: str) -> Path:
+    run = Path(path)
+    if not run.is_dir():
+        raise CliError(f"run directory {run} does not exist (train one with `p5rec train`)")
+    if not (run / "model").is_dir():
+        raise CliError(f"{run} has no trained model (model/ is missing); did training finish?")
+    return run
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from p5rec.data.dataset import prepare
+
+    cfg = _config(args)
+    manifest = prepare(args.source, args.input, args.out, cfg.data)
+    print(f"wrote {args.out}")
+    print(json.dumps({"counts": manifest["counts"], "splits": manifest["splits"]}, indent=2))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from p5rec.training import train
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={args.data}")
+    args.overrides = overrides
+    cfg = _config(args)
+    if cfg.data.path and not (Path(cfg.data.path) / "manifest.json").is_file():
+        raise CliError(f"{cfg.data.path} is not a prepared dataset (run `p5rec prepare`)")
+    summary = train(cfg, args.out, progress=not args.quiet)
+    print(f"trained {args.out} in {summary['train_seconds']:.0f} s")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from p5rec.evaluation import evaluate_run, format_table
+
+    run = _run_dir(args.run)
+    if args.split:
+        args.overrides = [*args.overrides, f"eval.split={args.split}"]
+    cfg = _config(args, run)
+    report = evaluate_run(run, cfg, args.families, progress=not args.quiet)
+    print(format_table(report))
+    print(f"wrote {run / 'metrics.json'}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from p5rec.recommend import Recommender
+
+    run = _run_dir(args.run)
+    if args.k < 1:
+        raise CliError(f"-k must be >= 1, got {args.k}")
+    recs = Recommender(run, _config(args, run)).recommend(args.user, args.k, args.exclude_seen)
+    if args.json:
+        print(json.dumps(recs, indent=2))
+        return
+    print(f"top {len(recs)} for {args.user}:")
+    for r in recs:
+        print(f"{r['rank']:>3}. {r['item']}  {r['title']}  (log p = {r['log_prob']:.3f})")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from p5rec.demo import run_demo
+
+    run_demo(_config(args), Path(args.out), progress=not args.quiet)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="p5rec",
+        description="Generative recommendation: one language model, many recommendation tasks.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str, fn) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--config", help="experiment YAML (default: built-in defaults, or the run's)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="config overrides, e.g. train.epochs=3 model.d_model=64")
+        return sp
+
+    sp = add("demo", "Train, evaluate and recommend end to end on the embedded synthetic data.",
+             cmd_demo)
+    sp.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+
+    sp = add("prepare", "Read a dataset source and write a processed dataset directory.",
+             cmd_prepare)
+    sp.add_argument("--source", default="synthetic", help="reader name (default: synthetic)")
+    sp.add_argument("--input", default=None, help="input file or folder of the source")
+    sp.add_argument("--out", required=True, help="output dataset directory")
+
+    sp = add("train", "Train a multi-task model (use `accelerate launch -m p5rec train ...` "
+             "for several processes).", cmd_train)
+    sp.add_argument("--data", help="prepared dataset directory (default: synthetic data)")
+    sp.add_argument("--out", required=True, help="run directory to write")
+
+    sp = add("evaluate", "Evaluate a trained run; writes RUN/metrics.json.", cmd_evaluate)
+    sp.add_argument("run", help="run directory")
+    sp.add_argument("--split", choices=["valid", "test"], help="split (default: eval.split)")
+    sp.add_argument("--families", nargs="+", help="task families (default: the run's)")
+
+    sp = add("recommend", "Recommend the next items for a known user.", cmd_recommend)
+    sp.add_argument("run", help="run directory")
+    sp.add_argument("--user", required=True, help="user id as in the dataset")
+    sp.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    sp.add_argument("--exclude-seen", action="store_true", help="drop items the user already has")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from p5rec.config import ConfigError
+    from p5rec.data.corpus import CorpusError
+    from p5rec.prompts import PromptError
+    from p5rec.recommend import RecommendError
+
+    started = time.time()
+    try:
+        args.fn(args)
+    except (CliError, ConfigError, CorpusError, PromptError, RecommendError,
+            FileNotFoundError) as err:
+        print(f"p5rec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    if args.command in ("demo", "train", "evaluate"):
+        print(f"[{args.command} done in {time.time() - started:.1f} s]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Typed experiment configuration: one frozen dataclass per concern.
+
+An experiment config loads from YAML, takes ``key.sub=value`` overrides from the command
+line, rejects unknown keys (naming the valid ones) and is written into every run directory
+as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "IndexConfig",
+    "ModelConfig",
+    "TasksConfig",
+    "TokenizerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_hash",
+    "from_dict",
+    "load_config",
+    "save_config",
+    "to_dict",
+]
+
+FAMILIES = (
+    "next_item",
+    "candidate_ranking",
+    "rating",
+    "category",
+    "sentiment",
+    "explanation",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and seed of the embedded synthetic demo corpus."""
+
+    num_users: int = 300
+    num_items: int = 240
+    num_groups: int = 8
+    min_length: int = 8
+    max_length: int = 18
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        _check(self.num_users >= 2, "synthetic.num_users must be >= 2")
+        _check(self.num_groups >= 2, "synthetic.num_groups must be >= 2")
+        _check(
+            self.num_items >= 2 * self.num_groups,
+            "synthetic.num_items must be at least twice synthetic.num_groups",
+        )
+        _check(5 <= self.min_length <= self.max_length, "need 5 <= min_length <= max_length")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the processed dataset comes from and how it is split (see PROTOCOLS.md)."""
+
+    path: str | None = None
+    max_history: int = 20
+    num_candidates: int = 100
+    review_split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    category_split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    exclude_holdout_from_reviews: bool = True
+    split_seed: int = 2024
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.max_history >= 1, "data.max_history must be >= 1")
+        _check(self.num_candidates >= 2, "data.num_candidates must be >= 2 (1 positive + negatives)")
+        for name in ("review_split", "category_split"):
+            ratios = getattr(self, name)
+            _check(
+                len(ratios) == 3 and all(r >= 0 for r in ratios) and abs(sum(ratios) - 1) < 1e-6,
+                f"data.{name} must be three non-negative ratios summing to 1, got {ratios}",
+            )
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How items become token sequences."""
+
+    scheme: str = "random"
+    tokens_per_item: int = 2
+    codebook_size: int = 0  # 0: smallest size that gives every item a distinct code
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.tokens_per_item >= 1, "index.tokens_per_item must be >= 1")
+        _check(self.codebook_size >= 0, "index.codebook_size must be >= 0 (0 = automatic)")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """A local tokenizer directory, or a SentencePiece model trained on the corpus text."""
+
+    path: str | None = None
+    vocab_size: int = 1000
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 50, "tokenizer.vocab_size must be >= 50")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """T5 built from these sizes, or loaded from ``name_or_path`` (a local checkpoint)."""
+
+    name_or_path: str | None = None
+    d_model: int = 128
+    d_ff: int = 256
+    d_kv: int = 32
+    num_heads: int = 4
+    num_layers: int = 2
+    num_decoder_layers: int = 2
+    dropout: float = 0.1
+    finetune: str = "full"  # "full" or "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q", "v")
+
+    def __post_init__(self) -> None:
+        _check(self.finetune in ("full", "lora"), "model.finetune must be 'full' or 'lora'")
+        _check(self.d_model > 0 and self.num_layers > 0, "model sizes must be positive")
+        _check(0 <= self.dropout < 1, "model.dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """Which task families train together, and their share of each epoch's samples."""
+
+    families: tuple[str, ...] = FAMILIES
+    weights: dict[str, float] = field(default_factory=dict)  # missing family: weight 1
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.families if f not in FAMILIES]
+        _check(not unknown, f"tasks.families: unknown {unknown}; known: {list(FAMILIES)}")
+        _check(len(self.families) > 0, "tasks.families must name at least one family")
+        extra = [f for f in self.weights if f not in self.families]
+        _check(not extra, f"tasks.weights names families not trained: {extra}")
+        _check(all(w > 0 for w in self.weights.values()), "tasks.weights must be positive")
+
+    def weight(self, family: str) -> float:
+        return float(self.weights.get(family, 1.0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 10
+    samples_per_epoch: int = 0  # 0: one pass over every family's examples
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    max_source_length: int = 512
+    max_target_length: int = 32
+    seed: int = 42
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _check(self.lr > 0, "train.lr must be > 0")
+        _check(self.samples_per_epoch >= 0, "train.samples_per_epoch must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation settings."""
+
+    split: str = "test"
+    ks: tuple[int, ...] = (5, 10)
+    num_beams: int = 20
+    batch_size: int = 32
+    template_split: str = "seen"  # which template evaluates: first of "seen" or "unseen"
+    max_examples: int = 0  # 0: every example of the split
+    remove_history: bool = False  # S3-Rec-style: drop the user's past items from rankings
+
+    def __post_init__(self) -> None:
+        _check(self.split in ("valid", "test"), "eval.split must be 'valid' or 'test'")
+        _check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "eval.ks must be >= 1")
+        _check(
+            self.num_beams >= max(self.ks),
+            f"eval.num_beams ({self.num_beams}) must be >= the largest K ({max(self.ks)})",
+        )
+        _check(self.template_split in ("seen", "unseen"), "eval.template_split: seen|unseen")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole experiment; written to ``config.yaml`` in every run directory."""
+
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise naming ``where``."""
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(annotation, value, where)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        item_type = args[0] if args else Any
+        return tuple(_coerce(v, item_type, f"{where}[]") for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if annotation is int and float(value) != int(value):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return annotation(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested mapping, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys here: {names}"
+        )
+    kwargs = {
+        k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (tuples become lists), ready for YAML or JSON."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides (values parsed as YAML) to a nested dict copy."""
+    result = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return result
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an experiment config from YAML (defaults when ``path`` is None) plus overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = loaded or {}
+    data = apply_overrides(data, overrides or [])
+    return from_dict(ExperimentConfig, data)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+
+
+def config_hash(config: Any) -> str:
+    """Short stable hash of a config (or part of one), recorded beside derived artefacts."""
+    import hashlib
+    import json
+
+    blob = json.dumps(to_dict(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

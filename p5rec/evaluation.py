@@ -1,0 +1,119 @@
+"""Evaluate a trained run on a split: every family's metrics beside its in-run baseline."""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from p5rec.config import ExperimentConfig, config_hash, to_dict
+from p5rec.generation import Engine
+from p5rec.modeling import load_trained
+from p5rec.tasks import get_family
+from p5rec.training import build_context, git_commit
+
+__all__ = ["evaluate_run", "format_table", "hardware"]
+
+
+def hardware() -> dict[str, str | int]:
+    info: dict[str, str | int] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    cfg: ExperimentConfig,
+    families: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate ``run_dir`` with ``cfg.eval``; writes ``RUN/metrics.json`` and returns it."""
+    run_dir = Path(run_dir)
+    start = time.time()
+    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    model, tokenizer, index = load_trained(run_dir)
+    data_dir = cfg.data.path or run_info.get("data_dir") or run_dir / "data"
+    ctx = build_context(cfg, data_dir, index)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
+    ev = cfg.eval
+    options = {
+        "ks": ev.ks, "num_beams": ev.num_beams, "batch_size": ev.batch_size,
+        "template_split": ev.template_split, "remove_history": ev.remove_history,
+    }
+    results: dict[str, dict] = {}
+    names = families or list(cfg.tasks.families)
+    for name in tqdm(names, desc=f"evaluate ({ev.split})", disable=not progress):
+        fam = get_family(name)
+        examples = fam.examples(ctx, ev.split, random.Random(0))
+        if ev.max_examples and len(examples) > ev.max_examples:
+            examples = random.Random(1).sample(examples, ev.max_examples)
+        if not examples:
+            results[name] = {"n": 0, "note": f"no {ev.split} examples for this dataset"}
+            continue
+        template = fam.eval_template(ev.template_split)
+        sources = [template.render(e.fields, e.target)[0] for e in examples]
+        t0 = time.time()
+        metrics = fam.evaluate(engine, ctx, examples, sources, options)
+        seconds = time.time() - t0
+        base_name, base_metrics = fam.baseline(ctx, examples, options)
+        results[name] = {
+            "n": len(examples),
+            "template": template.id,
+            "model": metrics,
+            "baseline": {"name": base_name, "metrics": base_metrics},
+            "seconds": round(seconds, 2),
+            "ms_per_example": round(1000 * seconds / len(examples), 2),
+        }
+    report = {
+        "split": ev.split,
+        "remove_history": ev.remove_history,
+        "results": results,
+        "data_fingerprint": ctx.corpus.fingerprint(),
+        "data_dir": str(data_dir),
+        "config_hash": config_hash(cfg),
+        "config": to_dict(cfg),
+        "seed": cfg.train.seed,
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "eval_seconds": round(time.time() - start, 2),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def format_table(report: dict) -> str:
+    """A plain-text table: family, metric, model, baseline."""
+    rows = [("family", "metric", "model", "baseline"), ("", "", "", "")]
+    for name, res in report["results"].items():
+        if not res.get("n"):
+            rows.append((name, "-", res.get("note", "no examples"), ""))
+            continue
+        base = res["baseline"]["metrics"]
+        for metric, value in res["model"].items():
+            b = base.get(metric)
+            rows.append((
+                f"{name} (n={res['n']})" if metric == next(iter(res["model"])) else "",
+                metric,
+                f"{value:.4f}" if metric != "unparsed" else str(int(value)),
+                f"{b:.4f} ({res['baseline']['name']})" if b is not None else "",
+            ))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for r in rows:
+        if r == ("", "", "", ""):
+            lines.append("  ".join("-" * w for w in widths))
+        else:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Inference: constrained beam search over the item trie, candidate scoring, free text.
+
+Every item the engine returns is a real catalogue item and no list repeats an item: beams
+are constrained to the trie of item codes (a beam that left the trie may only end, never
+produce a code), and decoded codes are mapped back through the item index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from p5rec.indexing import ItemIndex, PrefixTrie
+
+__all__ = ["Engine", "TrieConstraint"]
+
+
+class TrieConstraint(LogitsProcessor):
+    """Mask every next token the trie does not allow after the generated prefix.
+
+    ``start`` is how many leading positions of ``input_ids`` are not part of the code
+    (1 for an encoder-decoder: the decoder start token). The allowed set is never empty:
+    a prefix outside the trie (a beam already at -inf) may only emit the end token.
+    """
+
+    def __init__(self, trie: PrefixTrie, start: int = 1) -> None:
+        self.trie = trie
+        self.start = start
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # input_ids: (batch * beams, cur_len); scores: (batch * beams, vocab)
+        mask = torch.full_like(scores, float("-inf"))
+        for row, prefix in enumerate(input_ids[:, self.start :].tolist()):
+            allowed = self.trie.allowed(prefix) or [self.trie.end_id]
+            mask[row, allowed] = 0.0
+        return scores + mask
+
+
+class Engine:
+    """A trained model with its tokenizer and item index, ready to predict."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        index: ItemIndex,
+        max_source_length: int = 512,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.index = index
+        self.max_source_length = max_source_length
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.model.to(self.device)
+        self.eos = tokenizer.eos_token_id
+        self.item_ids: dict[str, list[int]] = {
+            item: tokenizer.convert_tokens_to_ids(list(code)) for item, code in index.codes.items()
+        }
+        unknown = [i for i, ids in self.item_ids.items() if tokenizer.unk_token_id in ids]
+        if unknown:
+            raise ValueError(f"item tokens missing from the tokenizer (e.g. item {unknown[0]!r})")
+        self.by_ids = {tuple(ids): item for item, ids in self.item_ids.items()}
+        self.trie = PrefixTrie(list(self.item_ids.values()), end_id=self.eos)
+
+    def _encode(self, sources: Sequence[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            list(sources),
+            padding=True,
+            truncation=True,
+            max_length=self.max_source_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def item_of_ids(self, ids: Sequence[int]) -> str | None:
+        """The item a generated id sequence (without the start token) spells, if any."""
+        code = []
+        for t in ids:
+            if t == self.eos:
+                break
+            code.append(int(t))
+        return self.by_ids.get(tuple(code))
+
+    @torch.no_grad()
+    def rank(self, sources: Sequence[str], num_beams: int) -> list[list[tuple[str, float]]]:
+        """Constrained beam search: for each source, up to ``num_beams`` (item, log-prob).
+
+        Items are real and distinct, best first.
+        """
+        if num_beams < 1:
+            raise ValueError("num_beams must be >= 1")
+        num_beams = min(num_beams, len(self.item_ids))
+        out = self.model.generate(
+            **self._encode(sources),
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            max_new_tokens=self.trie.max_length,
+            logits_processor=LogitsProcessorList([TrieConstraint(self.trie)]),
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        seqs = out.sequences[:, 1:].tolist()  # drop the decoder start token
+        scores = out.sequences_scores.tolist()
+        results = []
+        for b in range(len(sources)):
+            seen: set[str] = set()
+            ranked = []
+            for r in range(b * num_beams, (b + 1) * num_beams):
+                item = self.item_of_ids(seqs[r])
+                if item is None or item in seen or scores[r] == float("-inf"):
+                    continue
+                seen.add(item)
+                ranked.append((item, scores[r]))
+            results.append(ranked)
+        return results
+
+    @torch.no_grad()
+    def score_items(self, sources: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Log-probability of each candidate's code (EOS included) given its source."""
+        enc = self._encode(sources)
+        encoder_out = self.model.get_encoder()(**enc)
+        hidden = encoder_out.last_hidden_state  # (batch, src_len, d_model)
+        results = []
+        for b, cands in enumerate(candidates):
+            labels = torch.tensor(
+                [[*self.item_ids[c], self.eos] for c in cands], device=self.device
+            )  # (n_cands, code_len + 1); codes of one scheme share a length
+            n = labels.shape[0]
+            logits = self.model(
+                encoder_outputs=(hidden[b : b + 1].expand(n, -1, -1),),
+                attention_mask=enc["attention_mask"][b : b + 1].expand(n, -1),
+                labels=labels,
+            ).logits  # (n_cands, code_len + 1, vocab)
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1))
+            results.append(logp.squeeze(-1).sum(-1).tolist())
+        return results
+
+    @torch.no_grad()
+    def generate_text(self, sources: Sequence[str], max_new_tokens: int = 32, num_beams: int = 1) -> list[str]:
+        """Unconstrained decoding of free text (ratings, labels, explanations)."""
+        out = self.model.generate(
+            **self._encode(sources),
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -1,0 +1,147 @@
+"""Prompt templates as data: ``prompts/<family>.yaml``, validated at load, rendered by name.
+
+A template file looks like::
+
+    family: rating
+    templates:
+      - id: rating-1
+        split: seen          # seen: used in training; unseen: held out for zero-shot checks
+        source: "How would {user} rate {item} ({item_title})?"
+        target: "{target}"
+
+Placeholders are named; each family declares which it requires and which it allows.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+__all__ = ["PromptError", "Template", "load_templates", "prompts_dir"]
+
+
+class PromptError(ValueError):
+    """A template file or template is invalid; the message names the file and template."""
+
+
+def prompts_dir() -> Path:
+    """The shipped templates: inside the wheel, or ``prompts/`` of a source checkout."""
+    packaged = resources.files("p5rec") / "_prompts"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parent.parent / "prompts"
+    if checkout.is_dir():
+        return checkout
+    raise PromptError("cannot find the prompt templates (neither p5rec/_prompts nor prompts/)")
+
+
+def _fields(text: str, where: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise PromptError(f"{where}: {err} (write a literal brace as {{{{ or }}}})") from None
+    names = []
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conv:
+            raise PromptError(f"{where}: placeholder {{{name}}} must be a plain {{name}}")
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class Template:
+    """One prompt template: source and target text with named placeholders."""
+
+    id: str
+    family: str
+    split: str
+    source: str
+    target: str
+
+    def render(self, fields: Mapping[str, str], target: str) -> tuple[str, str]:
+        """Fill the placeholders; returns (source text, target text)."""
+        try:
+            return self.source.format(**fields), self.target.format(target=target)
+        except KeyError as err:
+            raise PromptError(f"template {self.id!r}: no value for placeholder {err}") from None
+
+    def parse_target(self, text: str) -> str:
+        """Invert the target template: the ``{target}`` part of a generated text."""
+        prefix, _, suffix = self.target.partition("{target}")
+        text = text.strip()
+        if prefix.strip() and text.startswith(prefix.strip()):
+            text = text[len(prefix.strip()) :]
+        if suffix.strip() and text.endswith(suffix.strip()):
+            text = text[: -len(suffix.strip())]
+        return text.strip()
+
+
+def load_templates(
+    family: str,
+    required: Collection[str],
+    optional: Collection[str] = (),
+    exact_target: bool = False,
+    directory: str | Path | None = None,
+) -> list[Template]:
+    """Load and validate ``<directory>/<family>.yaml``.
+
+    Args:
+        family: task family name; also the file stem.
+        required: placeholders every source template must use.
+        optional: further placeholders a source template may use.
+        exact_target: the target must be exactly ``{target}`` (item families: the target is
+            decoded under the item-ID constraint, so nothing else may surround it).
+        directory: where the YAML files are; default the shipped templates.
+    """
+    path = Path(directory) if directory is not None else prompts_dir()
+    path = path / f"{family}.yaml"
+    if not path.is_file():
+        raise PromptError(f"{path}: no template file for task family {family!r}")
+    try:
+        blob = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PromptError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(blob, dict) or blob.get("family") != family:
+        raise PromptError(f"{path}: expected a mapping with 'family: {family}' and 'templates'")
+    entries = blob.get("templates")
+    if not isinstance(entries, list) or not entries:
+        raise PromptError(f"{path}: 'templates' must be a non-empty list")
+    allowed = set(required) | set(optional)
+    templates: list[Template] = []
+    for n, entry in enumerate(entries):
+        where = f"{path} template #{n + 1}"
+        if not isinstance(entry, dict):
+            raise PromptError(f"{where}: expected a mapping")
+        keys = {"id", "split", "source", "target"}
+        if set(entry) != keys:
+            raise PromptError(f"{where}: keys must be exactly {sorted(keys)}, got {sorted(entry)}")
+        tid = str(entry["id"])
+        where = f"{path} template {tid!r}"
+        if entry["split"] not in ("seen", "unseen"):
+            raise PromptError(f"{where}: split must be 'seen' or 'unseen'")
+        source, target = str(entry["source"]), str(entry["target"])
+        used = _fields(source, where + " source")
+        unknown = sorted(set(used) - allowed)
+        if unknown:
+            raise PromptError(f"{where}: unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}")
+        missing = sorted(set(required) - set(used))
+        if missing:
+            raise PromptError(f"{where}: source must use placeholder(s) {missing}")
+        if _fields(target, where + " target") != ["target"]:
+            raise PromptError(f"{where}: target must contain {{target}} exactly once, nothing else")
+        if exact_target and target != "{target}":
+            raise PromptError(f"{where}: target must be exactly '{{target}}' for this family")
+        if any(t.id == tid for t in templates):
+            raise PromptError(f"{where}: duplicate template id")
+        templates.append(Template(tid, family, entry["split"], source, target))
+    for split in ("seen", "unseen"):
+        if not any(t.split == split for t in templates):
+            raise PromptError(f"{path}: needs at least one {split!r} template")
+    return templates

@@ -1,0 +1,133 @@
+"""What a task family is: how it builds examples, how it is scored, and its baseline.
+
+Training and evaluation loops only talk to this interface; they never branch on a
+family's name. A family registers itself in ``FAMILIES`` by name (the config chooses).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from p5rec.data.corpus import Corpus
+from p5rec.data.splits import Splits
+from p5rec.indexing import ItemIndex
+from p5rec.prompts import Template, load_templates
+
+if TYPE_CHECKING:
+    from p5rec.generation import Engine
+
+__all__ = ["Example", "FAMILIES", "TaskContext", "TaskFamily", "register"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example: placeholder values, the target text, and what scoring needs."""
+
+    family: str
+    fields: dict[str, str]
+    target: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskContext:
+    """Everything families read: the corpus, its splits and the item index."""
+
+    corpus: Corpus
+    splits: Splits
+    index: ItemIndex
+    max_history: int = 20
+    num_candidates: int = 100
+
+    def item_text(self, item: str) -> str:
+        return self.index.text(item)
+
+    def title(self, item: str) -> str:
+        it = self.corpus.items[item]
+        return it.title or it.text or item
+
+    def history_text(self, items: Sequence[str]) -> str:
+        return " ".join(self.index.text(i) for i in items[-self.max_history :])
+
+    @cached_property
+    def sequences(self) -> dict[str, list[str]]:
+        return self.corpus.sequences()
+
+    @cached_property
+    def interacted(self) -> dict[str, set[str]]:
+        return {u: set(s) for u, s in self.sequences.items()}
+
+    def interacted_before(self, example: Example) -> set[str]:
+        """The items a next-item example's user interacted with before its target."""
+        return set(self.sequences[example.meta["user"]][: example.meta["position"]])
+
+    @cached_property
+    def catalogue(self) -> list[str]:
+        return sorted(self.corpus.items)
+
+    @cached_property
+    def previous_items(self) -> dict[int, list[str]]:
+        """For each interaction index: the user's items before it (time order)."""
+        out: dict[int, list[str]] = {}
+        for idx in self.corpus.event_indices().values():
+            items: list[str] = []
+            for n in idx:
+                out[n] = items[-self.max_history :]
+                items = [*items, self.corpus.interactions[n].item]
+        return out
+
+
+class TaskFamily:
+    """Base class of a task family. Subclasses set the class attributes and methods."""
+
+    name: ClassVar[str]
+    required: ClassVar[tuple[str, ...]]
+    optional: ClassVar[tuple[str, ...]] = ()
+    item_target: ClassVar[bool] = False  # target is an item code, decoded under the trie
+
+    @cached_property
+    def templates(self) -> list[Template]:
+        return load_templates(self.name, self.required, self.optional, self.item_target)
+
+    def seen_templates(self) -> list[Template]:
+        return [t for t in self.templates if t.split == "seen"]
+
+    def eval_template(self, split: str = "seen") -> Template:
+        """The template evaluation uses: the first of the given split."""
+        return next(t for t in self.templates if t.split == split)
+
+    def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
+        """Examples of ``split`` ("train", "valid" or "test"); ``rng`` may vary per epoch."""
+        raise NotImplementedError
+
+    def evaluate(
+        self, engine: Engine, ctx: TaskContext, examples: list[Example], sources: list[str],
+        options: dict[str, Any],
+    ) -> dict[str, float]:
+        """Predict for ``sources`` (rendered examples) and return the family's metrics."""
+        raise NotImplementedError
+
+    def baseline(self, ctx: TaskContext, examples: list[Example], options: dict[str, Any]) -> tuple[str, dict[str, float]]:
+        """Name and metrics of the family's simple in-run baseline on the same examples."""
+        raise NotImplementedError
+
+
+FAMILIES: dict[str, TaskFamily] = {}
+
+
+def register(cls: type[TaskFamily]) -> type[TaskFamily]:
+    """Class decorator: add a family to ``FAMILIES``; refuses duplicate names."""
+    if cls.name in FAMILIES:
+        raise ValueError(f"task family {cls.name!r} is already registered")
+    FAMILIES[cls.name] = cls()
+    return cls
+
+
+def get_family(name: str) -> TaskFamily:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown task family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]

@@ -1,0 +1,42 @@
+"""Explanation: generate the review's summary line from the user and the item."""
+
+from __future__ import annotations
+
+import random
+
+from p5rec.baselines import Majority
+from p5rec.metrics import bleu4, rouge
+from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
+
+
+def _text_metrics(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    return {"bleu4": bleu4(hyps, refs), **rouge(hyps, refs)}
+
+
+@register
+class Explanation(TaskFamily):
+    name = "explanation"
+    required = ("item",)
+    optional = ("user", "item_title")
+
+    def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
+        out = []
+        for n in ctx.splits.reviews[split]:
+            e = ctx.corpus.interactions[n]
+            if not e.summary:
+                continue
+            fields = {"user": e.user, "item": ctx.item_text(e.item), "item_title": ctx.title(e.item)}
+            out.append(Example(self.name, fields, e.summary))
+        return out
+
+    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
+        template = self.eval_template(options["template_split"])
+        hyps = []
+        for start in range(0, len(sources), options["batch_size"]):
+            texts = engine.generate_text(sources[start : start + options["batch_size"]], 32, num_beams=4)
+            hyps.extend(template.parse_target(t) for t in texts)
+        return _text_metrics(hyps, [e.target for e in examples])
+
+    def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
+        maj = Majority(e.target for e in self.examples(ctx, "train", random.Random(0)))
+        return "most_frequent_summary", _text_metrics(maj.predict(len(examples)), [e.target for e in examples])

@@ -1,0 +1,248 @@
+"""Multi-task training with accelerate: a mixture of task families, one seq2seq loss.
+
+Run directory written here::
+
+    RUN/config.yaml        resolved experiment config
+    RUN/run.json           data directory and fingerprint, config hash, git commit, timings
+    RUN/item_index.json    item -> code tokens (fitted on training data only)
+    RUN/tokenizer/         tokenizer with the item tokens
+    RUN/model/             final model (save_pretrained; LoRA merged into the weights)
+    RUN/state/             accelerate state after the last finished epoch (for resume)
+    RUN/train_log.jsonl    one line per epoch: loss, validation loss, time
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from p5rec.config import ExperimentConfig, config_hash, save_config
+from p5rec.data.dataset import load_dataset, prepare
+from p5rec.indexing import build_index
+from p5rec.tasks import TaskContext, TaskFamily, get_family
+
+__all__ = ["build_context", "train"]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> TaskContext:
+    """Load a processed dataset and fit (or reuse) the item index on its training split."""
+    corpus, splits, _ = load_dataset(data_dir)
+    if index is None:
+        train_seqs: dict[str, list[str]] = {}
+        for ex in splits.next_item["train"]:  # s1..s(n-2) of each user, nothing held out
+            train_seqs.setdefault(ex.user, list(ex.history[:1])).append(ex.target)
+        index = build_index(sorted(corpus.items), list(train_seqs.values()), cfg.index)
+    return TaskContext(corpus, splits, index, cfg.data.max_history, cfg.data.num_candidates)
+
+
+def tokenizer_texts(ctx: TaskContext, families: list[TaskFamily]):
+    """Text the tokenizer is trained on: templates, catalogue text, training reviews."""
+    for fam in families:
+        for t in fam.templates:
+            yield t.source.format(**{k: "" for k in (*fam.required, *fam.optional)})
+    for item in ctx.corpus.items.values():
+        yield f"{item.title} {item.text}"
+    for item in ctx.splits.category["train"]:
+        yield " > ".join(ctx.corpus.items[item].categories)
+    for n in ctx.splits.reviews["train"]:
+        e = ctx.corpus.interactions[n]
+        yield f"{e.user} {e.review or ''} {e.summary or ''}"
+    yield "positive neutral negative nothing yet 0 1 2 3 4 5 6 7 8 9 . user_"
+
+
+def _counts(cfg: ExperimentConfig, pools: dict[str, list]) -> dict[str, int]:
+    """How many examples of each family one epoch samples."""
+    weights = {f: cfg.tasks.weight(f) for f in pools}
+    if cfg.train.samples_per_epoch == 0:
+        return {f: round(len(p) * weights[f]) for f, p in pools.items()}
+    total = sum(weights.values())
+    return {f: round(cfg.train.samples_per_epoch * weights[f] / total) for f in pools}
+
+
+def epoch_examples(cfg, ctx, families, epoch: int) -> list[tuple[str, str]]:
+    """The epoch's (source, target) pairs: a seeded mixture over families and templates."""
+    rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
+    pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
+    counts = _counts(cfg, pools)
+    pairs = []
+    for fam in families:
+        pool, n = pools[fam.name], counts[fam.name]
+        if not pool:
+            continue
+        chosen = pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
+        templates = fam.seen_templates()
+        pairs.extend(rng.choice(templates).render(ex.fields, ex.target) for ex in chosen)
+    rng.shuffle(pairs)
+    return pairs
+
+
+class Collator:
+    """Tokenise (source, target) pairs; padded label positions become -100."""
+
+    def __init__(self, tokenizer, max_source: int, max_target: int) -> None:
+        self.tok, self.max_source, self.max_target = tokenizer, max_source, max_target
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+        sources, targets = zip(*pairs)
+        enc = self.tok(list(sources), padding=True, truncation=True, max_length=self.max_source,
+                       return_tensors="pt")
+        labels = self.tok(list(targets), padding=True, truncation=True, max_length=self.max_target,
+                          return_tensors="pt").input_ids
+        labels[labels == self.tok.pad_token_id] = -100
+        enc["labels"] = labels
+        return dict(enc)
+
+
+@torch.no_grad()
+def validation_loss(model, collator, pairs, batch_size, device) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(pairs), batch_size):
+        batch = {k: v.to(device) for k, v in collator(pairs[start : start + batch_size]).items()}
+        n = int((batch["labels"] != -100).sum())
+        total += float(model(**batch).loss) * n
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def _valid_pairs(ctx, families, limit: int = 256) -> list[tuple[str, str]]:
+    rng = random.Random("valid")
+    pairs = []
+    for fam in families:
+        exs = fam.examples(ctx, "valid", rng)
+        exs = rng.sample(exs, min(limit, len(exs)))
+        t = fam.eval_template("seen")
+        pairs.extend(t.render(e.fields, e.target) for e in exs)
+    return pairs
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the training summary also written to run.json."""
+    from accelerate import Accelerator
+
+    from p5rec.indexing import ItemIndex
+    from p5rec.modeling import add_item_tokens, build_model, build_tokenizer
+
+    start_time = time.time()
+    run_dir = Path(run_dir)
+    accelerator = Accelerator()
+    state_dir, log_path = run_dir / "state", run_dir / "train_log.jsonl"
+    resuming = cfg.train.resume and (run_dir / "trainer_state.json").is_file()
+
+    data_dir = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
+    with accelerator.main_process_first():
+        if accelerator.is_main_process:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+            if not cfg.data.path and not (data_dir / "manifest.json").is_file():
+                prepare("synthetic", None, data_dir, cfg.data)
+    families = [get_family(f) for f in cfg.tasks.families]
+
+    if resuming:
+        from transformers import AutoTokenizer
+
+        ctx = build_context(cfg, data_dir, ItemIndex.load(run_dir / "item_index.json"))
+        tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+        item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
+    else:
+        ctx = build_context(cfg, data_dir)
+        tokenizer = build_tokenizer(cfg.tokenizer, tokenizer_texts(ctx, families), ctx.index.tokens)
+        item_ids = add_item_tokens(tokenizer, ctx.index.tokens)
+        if accelerator.is_main_process:
+            ctx.index.save(run_dir / "item_index.json")
+            tokenizer.save_pretrained(run_dir / "tokenizer")
+            log_path.unlink(missing_ok=True)
+    model = build_model(cfg.model, tokenizer, item_ids)
+
+    collator = Collator(tokenizer, cfg.train.max_source_length, cfg.train.max_target_length)
+    steps_per_epoch = math.ceil(
+        len(epoch_examples(cfg, ctx, families, 0)) / (cfg.train.batch_size * accelerator.num_processes)
+    )
+    total_steps = steps_per_epoch * cfg.train.epochs
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+    )
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    first_epoch = 0
+    if resuming:
+        accelerator.load_state(str(state_dir))
+        first_epoch = json.loads((run_dir / "trainer_state.json").read_text())["epoch"] + 1
+    valid = _valid_pairs(ctx, families)
+
+    model.train()
+    bar = tqdm(total=total_steps, initial=first_epoch * steps_per_epoch, desc="train",
+               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    for epoch in range(first_epoch, cfg.train.epochs):
+        t0 = time.time()
+        loader = accelerator.prepare(DataLoader(
+            epoch_examples(cfg, ctx, families, epoch), batch_size=cfg.train.batch_size,
+            shuffle=False, collate_fn=collator,
+        ))
+        running, n = 0.0, 0
+        for batch in loader:
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            running, n = running + float(loss), n + 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.3f}")
+        val = validation_loss(accelerator.unwrap_model(model), collator, valid,
+                              cfg.train.batch_size, accelerator.device)
+        accelerator.save_state(str(state_dir))
+        if accelerator.is_main_process:
+            record = {"epoch": epoch + 1, "train_loss": running / max(n, 1),
+                      "valid_loss": val, "seconds": round(time.time() - t0, 2)}
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            (run_dir / "trainer_state.json").write_text(json.dumps({"epoch": epoch}))
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    summary = {
+        "data_dir": str(data_dir.resolve()),
+        "data_fingerprint": ctx.corpus.fingerprint(),
+        "config_hash": config_hash(cfg),
+        "git_commit": git_commit(),
+        "num_processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "train_seconds": round(time.time() - start_time, 2),
+        "steps": total_steps,
+    }
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        if cfg.model.finetune == "lora":
+            final = final.merge_and_unload()
+        final.save_pretrained(run_dir / "model")
+        summary["parameters"] = sum(p.numel() for p in final.parameters())
+        (run_dir / "run.json").write_text(json.dumps(summary, indent=2))
+    accelerator.wait_for_everyone()
+    return summary
