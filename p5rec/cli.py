@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -144,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         args.fn(args)
-    except (CliError, ConfigError, CorpusError, PromptError, RecommendError,
+    except (CliError, ConfigError, CorpusError, PromptError, RecommendError, ValueError,
             FileNotFoundError) as err:
+        if os.environ.get("P5REC_TRACEBACK"):
+            raise
         print(f"p5rec {args.command}: error: {err}", file=sys.stderr)
         return 2
     if args.command in ("demo", "train", "evaluate"):

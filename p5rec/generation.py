@@ -92,7 +92,11 @@ class Engine:
         """
         if num_beams < 1:
             raise ValueError("num_beams must be >= 1")
-        num_beams = min(num_beams, len(self.item_ids))
+        if len(self.item_ids) == 1:  # nothing to search: score the one item
+            (item,) = self.item_ids
+            return [[(item, s[0])] for s in self.score_items(sources, [[item]] * len(sources))]
+        wanted = min(num_beams, len(self.item_ids))
+        num_beams = max(2, wanted)  # beam search (not greedy) also for k = 1: it gives scores
         out = self.model.generate(
             **self._encode(sources),
             num_beams=num_beams,
@@ -117,7 +121,7 @@ class Engine:
                     continue
                 seen.add(item)
                 ranked.append((item, scores[r]))
-            results.append(ranked)
+            results.append(ranked[:wanted])
         return results
 
     @torch.no_grad()

@@ -70,9 +70,11 @@ def _random_codes(
     levels = cfg.tokens_per_item
     if levels > len(LEVEL_NAMES):
         raise ValueError(f"index.tokens_per_item must be <= {len(LEVEL_NAMES)}")
-    size = cfg.codebook_size or max(2, math.ceil(len(items) ** (1.0 / levels)))
-    while size**levels < len(items):  # guard against float rounding in the root
-        size += 1
+    size = cfg.codebook_size
+    if size == 0:  # automatic: the smallest codebook that fits every item
+        size = max(2, math.ceil(len(items) ** (1.0 / levels)))
+        while size**levels < len(items):  # guard against float rounding in the root
+            size += 1
     capacity = size**levels
     if capacity < len(items):
         raise ValueError(

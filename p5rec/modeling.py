@@ -16,15 +16,19 @@ def _train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: Path)
     import sentencepiece as spm
 
     corpus = directory / "corpus.txt"
+    chars: set[str] = set()
     with corpus.open("w", encoding="utf-8") as f:
         for text in texts:
             text = " ".join(text.split())
             if text:
+                chars.update(text)
                 f.write(text + "\n")
+    # The vocabulary must hold every character, the 256 byte pieces and pad/eos/unk.
+    needed = len(chars) + 256 + 3 + 8
     spm.SentencePieceTrainer.train(
         input=str(corpus),
         model_prefix=str(directory / "spiece"),
-        vocab_size=vocab_size,
+        vocab_size=max(vocab_size, needed),
         hard_vocab_limit=False,  # small corpora cannot always fill the vocabulary
         model_type="unigram",
         character_coverage=1.0,

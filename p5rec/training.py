@@ -38,7 +38,7 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -92,7 +92,22 @@ def epoch_examples(cfg, ctx, families, epoch: int) -> list[tuple[str, str]]:
         templates = fam.seen_templates()
         pairs.extend(rng.choice(templates).render(ex.fields, ex.target) for ex in chosen)
     rng.shuffle(pairs)
-    return pairs
+    return length_grouped(pairs, cfg.train.batch_size, rng)
+
+
+def length_grouped(pairs: list, batch_size: int, rng: random.Random, window: int = 64) -> list:
+    """Reorder so each batch holds sources of similar length (less padding), batches shuffled.
+
+    Pairs are sorted by source length inside windows of ``window`` batches; the batches are
+    then shuffled, so the mixture of families across an epoch is unchanged.
+    """
+    size = batch_size * window
+    batches = []
+    for start in range(0, len(pairs), size):
+        chunk = sorted(pairs[start : start + size], key=lambda p: len(p[0]))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return [p for b in batches for p in b]
 
 
 class Collator:
@@ -212,7 +227,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            running, n = running + float(loss), n + 1
+            running, n = running + loss.item(), n + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.3f}")
         val = validation_loss(accelerator.unwrap_model(model), collator, valid,

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from p5rec.cli import main
+
+
+@pytest.mark.parametrize("command", ["demo", "prepare", "train", "evaluate", "recommend"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: p5rec " + command in capsys.readouterr().out
+
+
+def test_prepare_writes_a_dataset(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(["prepare", "--source", "synthetic", "--out", str(out),
+                 "data.synthetic.num_users=20", "data.synthetic.num_items=40",
+                 "data.num_candidates=10"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["users"] == 20 and manifest["counts"]["items"] == 40
+    assert (out / "splits.json").is_file() and (out / "interactions.parquet").is_file()
+
+
+def test_errors_are_clear(tmp_path, capsys, tiny_run):
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["recommend", str(tiny_run), "--user", "nobody"]) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err
+    assert main(["recommend", str(tiny_run), "--user", "user_0000", "-k", "0"]) == 2
+    assert "-k must be >= 1" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "train.epoch=1"]) == 2
+    assert "valid keys" in capsys.readouterr().err
+    assert main(["prepare", "--source", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown source 'nope'" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_recommend_json(tiny_run, capsys):
+    assert main(["recommend", str(tiny_run), "--user", "user_0001", "-k", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in out] == [1, 2, 3]

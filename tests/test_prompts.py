@@ -1,0 +1,117 @@
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from p5rec.prompts import PromptError, load_templates, prompts_dir
+from p5rec.tasks import FAMILIES
+
+VALUES = {
+    "user": "user_1",
+    "history": "<a_1><b_2> <a_3><b_4>",
+    "candidates": "<a_1><b_2> <a_5><b_6>",
+    "item": "<a_1><b_2>",
+    "item_title": "Avela hydrating serum",
+    "review": "The serum is great.",
+}
+
+
+def test_six_families_registered():
+    assert set(FAMILIES) == {
+        "next_item", "candidate_ranking", "rating", "category", "sentiment", "explanation"
+    }
+
+
+@pytest.mark.parametrize(
+    "family, template",
+    [(f, t) for f, fam in sorted(FAMILIES.items()) for t in fam.templates],
+    ids=lambda x: getattr(x, "id", x),
+)
+def test_every_template_renders(family, template):
+    fam = FAMILIES[family]
+    source, target = template.render({k: VALUES[k] for k in (*fam.required, *fam.optional)}, "4")
+    assert "{" not in source and "}" not in source
+    for name in fam.required:
+        assert VALUES[name] in source
+    assert template.parse_target(target) == "4"
+
+
+def test_each_family_has_seen_and_unseen():
+    for fam in FAMILIES.values():
+        splits = [t.split for t in fam.templates]
+        assert splits.count("seen") >= 3 and splits.count("unseen") >= 1
+
+
+def _write(tmp_path, body):
+    (tmp_path / "fam.yaml").write_text(body)
+    return tmp_path
+
+
+GOOD = "  - {id: %s, split: %s, source: \"%s\", target: \"%s\"}\n"
+
+
+def _file(*templates):
+    return "family: fam\ntemplates:\n" + "".join(GOOD % t for t in templates)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (_file(("a", "seen", "{x} {y}", "{target}"), ("b", "unseen", "{x}", "{target}")),
+         r"template 'a': unknown placeholder\(s\) \['y'\]"),
+        (_file(("a", "seen", "hello", "{target}"), ("b", "unseen", "{x}", "{target}")),
+         r"template 'a': source must use placeholder\(s\) \['x'\]"),
+        (_file(("a", "seen", "{x}", "is {target}"), ("b", "unseen", "{x}", "{target}")),
+         "must be exactly"),
+        (_file(("a", "seen", "{x}", "{label}"), ("b", "unseen", "{x}", "{target}")),
+         "target must contain"),
+        (_file(("a", "seen", "{x}", "{target}"), ("a", "unseen", "{x}", "{target}")),
+         "duplicate template id"),
+        (_file(("a", "seen", "{x}", "{target}")), "needs at least one 'unseen'"),
+        (_file(("a", "often", "{x}", "{target}"), ("b", "unseen", "{x}", "{target}")),
+         "split must be"),
+        (_file(("a", "seen", "{x!r}", "{target}"), ("b", "unseen", "{x}", "{target}")),
+         "plain"),
+        ("family: other\ntemplates: []\n", "expected a mapping with 'family: fam'"),
+        ("family: fam\ntemplates: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_templates_are_named(tmp_path, body, message):
+    d = _write(tmp_path, body)
+    with pytest.raises(PromptError, match=message):
+        load_templates("fam", ["x"], [], exact_target=True, directory=d)
+
+
+def test_missing_family_file(tmp_path):
+    with pytest.raises(PromptError, match="no template file"):
+        load_templates("nothing", [], directory=tmp_path)
+
+
+def test_templates_ship_inside_the_wheel(tmp_path):
+    """A non-editable install, run outside the repository, still finds the templates."""
+    root = prompts_dir().parent
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "wheel"), "-q"],
+        capture_output=True, text=True,
+    )
+    if build.returncode != 0 and "hatchling" in build.stderr:
+        pytest.skip("hatchling is not installed (pip install -e '.[dev]')")
+    assert build.returncode == 0, build.stderr
+    wheel = next((tmp_path / "wheel").glob("p5rec-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for family in FAMILIES:
+        assert f"p5rec/_prompts/{family}.yaml" in names
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(target)
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import p5rec.prompts as p; print(p.prompts_dir()); "
+         "print(len(p.load_templates('rating', ['item'], ['user','item_title','history'])))"],
+        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)},
+    )
+    assert probe.returncode == 0, probe.stderr
+    where, count = probe.stdout.split()
+    assert where.startswith(str(target)) and int(count) >= 4

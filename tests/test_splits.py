@@ -1,0 +1,90 @@
+import pytest
+
+from p5rec.config import DataConfig
+from p5rec.data.corpus import Corpus, Interaction, Item
+from p5rec.data.splits import Splits, make_splits
+from p5rec.data.synthetic import generate
+from p5rec.config import SyntheticConfig
+
+
+def _corpus():
+    items = {f"i{n}": Item(f"i{n}", categories=("c", str(n % 3))) for n in range(30)}
+    events = []
+    for u in range(6):
+        for t in range(5 + u):
+            events.append(Interaction(f"u{u}", f"i{(u * 3 + t) % 30}", t, float(1 + t % 5)))
+    return Corpus(items, events)
+
+
+def test_leave_one_out_and_history_cap():
+    c = _corpus()
+    s = make_splits(c, DataConfig(max_history=3, num_candidates=10))
+    seq = c.sequences()["u2"]  # 7 items
+    test = [e for e in s.next_item["test"] if e.user == "u2"]
+    valid = [e for e in s.next_item["valid"] if e.user == "u2"]
+    train = [e for e in s.next_item["train"] if e.user == "u2"]
+    assert test[0].target == seq[-1] and test[0].history == tuple(seq[-4:-1])
+    assert valid[0].target == seq[-2] and valid[0].history == tuple(seq[-5:-2])
+    assert [e.target for e in train] == seq[1:-2]  # targets s2..s(n-2)
+    assert train[0].history == (seq[0],)
+    assert all(len(e.history) <= 3 for e in s.next_item["train"])
+    assert len(s.next_item["test"]) == len(s.next_item["valid"]) == 6
+
+
+def test_short_users_are_counted():
+    items = {"a": Item("a"), "b": Item("b"), "c": Item("c")}
+    c = Corpus(items, [Interaction("u", "a", 1), Interaction("u", "b", 2)])
+    s = make_splits(c, DataConfig(num_candidates=2))
+    assert s.report["users_too_short_for_next_item"] == 1
+    assert all(not v for v in s.next_item.values())
+
+
+def test_review_split_seen_users_items_and_no_holdout_leak():
+    c = generate(SyntheticConfig(num_users=60, num_items=60, num_groups=4))
+    s = make_splits(c, DataConfig(num_candidates=20))
+    train = {c.interactions[n].user for n in s.reviews["train"]}
+    train_items = {c.interactions[n].item for n in s.reviews["train"]}
+    for split in ("valid", "test"):
+        for n in s.reviews[split]:
+            assert c.interactions[n].user in train and c.interactions[n].item in train_items
+    everything = [n for v in s.reviews.values() for n in v]
+    assert len(everything) == len(set(everything))
+    held = {idx[-1] for idx in c.event_indices().values()} | {
+        idx[-2] for idx in c.event_indices().values()
+    }
+    assert not held & set(everything)
+    total = len(everything)
+    assert abs(len(s.reviews["train"]) / total - 0.8) < 0.05
+
+
+def test_category_split_by_item():
+    s = make_splits(_corpus(), DataConfig(num_candidates=10))
+    parts = [set(s.category[k]) for k in ("train", "valid", "test")]
+    assert sum(len(p) for p in parts) == 30
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+
+
+def test_candidates_fixed_seed_and_never_interacted():
+    c = _corpus()
+    cfg = DataConfig(num_candidates=10)
+    a, b = make_splits(c, cfg), make_splits(c, cfg)
+    assert a.candidates == b.candidates
+    seqs = c.sequences()
+    for split in ("valid", "test"):
+        for ex in a.next_item[split]:
+            cands = a.candidates[split][ex.user]
+            assert len(cands) == 10 and len(set(cands)) == 10 and cands[0] == ex.target
+            assert not set(cands[1:]) & set(seqs[ex.user])
+
+
+def test_too_many_candidates():
+    with pytest.raises(ValueError, match="exceeds the catalogue"):
+        make_splits(_corpus(), DataConfig(num_candidates=31))
+
+
+def test_save_load(tmp_path):
+    s = make_splits(_corpus(), DataConfig(num_candidates=10))
+    s.save(tmp_path / "splits.json")
+    again = Splits.load(tmp_path / "splits.json")
+    assert again.next_item == s.next_item and again.reviews == s.reviews
+    assert again.candidates == s.candidates and again.category == s.category

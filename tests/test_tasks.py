@@ -1,0 +1,64 @@
+import random
+
+import pytest
+
+from p5rec.tasks import FAMILIES, get_family
+from p5rec.tasks.rating import format_rating, parse_rating
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_examples_render_with_every_template(tiny_ctx, family, split):
+    fam = FAMILIES[family]
+    examples = fam.examples(tiny_ctx, split, random.Random(0))
+    assert examples, f"{family} has no {split} examples on the tiny corpus"
+    for ex in examples[:5]:
+        for t in fam.templates:
+            source, target = t.render(ex.fields, ex.target)
+            assert source and target == ex.target
+
+
+def test_item_targets_are_item_codes(tiny_ctx):
+    for name in ("next_item", "candidate_ranking"):
+        for ex in get_family(name).examples(tiny_ctx, "test", random.Random(0)):
+            assert ex.target == tiny_ctx.index.text(ex.meta["item"])
+
+
+def test_candidate_examples(tiny_ctx):
+    fam = get_family("candidate_ranking")
+    for split in ("train", "test"):
+        for ex in fam.examples(tiny_ctx, split, random.Random(0)):
+            cands = ex.meta["candidates"]
+            assert len(cands) == tiny_ctx.num_candidates == len(set(cands))
+            assert cands[0] == ex.meta["item"]
+            assert not set(cands[1:]) & tiny_ctx.interacted[ex.meta["user"]]
+            assert ex.fields["candidates"].count("<a_") == len(cands)
+
+
+def test_rating_parsing():
+    assert parse_rating("4") == 4.0
+    assert parse_rating(" 3.5 stars") == 3.5
+    assert parse_rating("no idea") is None
+    assert format_rating(4.0) == "4" and format_rating(4.5) == "4.5"
+
+
+def test_review_examples_never_use_heldout_events(tiny_ctx):
+    held = set()
+    for idx in tiny_ctx.corpus.event_indices().values():
+        held.update(idx[-2:])
+    for split in ("train", "valid", "test"):
+        assert not held & set(tiny_ctx.splits.reviews[split])
+
+
+def test_baselines_score_the_same_examples(tiny_ctx):
+    options = {"ks": (5, 10), "remove_history": False}
+    for name, fam in FAMILIES.items():
+        examples = fam.examples(tiny_ctx, "test", random.Random(0))
+        base_name, metrics = fam.baseline(tiny_ctx, examples, options)
+        assert base_name and metrics
+        assert all(isinstance(v, float) for v in metrics.values()), name
+
+
+def test_unknown_family():
+    with pytest.raises(ValueError, match="unknown task family 'weather'; known"):
+        get_family("weather")
