@@ -86,7 +86,10 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from p5rec.demo import run_demo
+    from p5rec.resources import resource_dir
 
+    if args.config is None:
+        args.config = resource_dir("configs") / "demo.yaml"
     run_demo(_config(args), Path(args.out), progress=not args.quiet)
 
 
@@ -100,24 +103,36 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str, fn) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(fn=fn)
-        sp.add_argument("--config", help="experiment YAML (default: built-in defaults, or the run's)")
+        sp.add_argument(
+            "--config", help="experiment YAML (default: built-in defaults, or the run's)"
+        )
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
-        sp.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                        help="config overrides, e.g. train.epochs=3 model.d_model=64")
+        sp.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="key.sub=value",
+            help="config overrides, e.g. train.epochs=3 model.d_model=64",
+        )
         return sp
 
-    sp = add("demo", "Train, evaluate and recommend end to end on the embedded synthetic data.",
-             cmd_demo)
+    sp = add(
+        "demo", "Train, evaluate and recommend end to end on the embedded synthetic data.", cmd_demo
+    )
     sp.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
 
-    sp = add("prepare", "Read a dataset source and write a processed dataset directory.",
-             cmd_prepare)
+    sp = add(
+        "prepare", "Read a dataset source and write a processed dataset directory.", cmd_prepare
+    )
     sp.add_argument("--source", default="synthetic", help="reader name (default: synthetic)")
     sp.add_argument("--input", default=None, help="input file or folder of the source")
     sp.add_argument("--out", required=True, help="output dataset directory")
 
-    sp = add("train", "Train a multi-task model (use `accelerate launch -m p5rec train ...` "
-             "for several processes).", cmd_train)
+    sp = add(
+        "train",
+        "Train a multi-task model (use `accelerate launch -m p5rec train ...` "
+        "for several processes).",
+        cmd_train,
+    )
     sp.add_argument("--data", help="prepared dataset directory (default: synthetic data)")
     sp.add_argument("--out", required=True, help="run directory to write")
 
@@ -145,8 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         args.fn(args)
-    except (CliError, ConfigError, CorpusError, PromptError, RecommendError, ValueError,
-            FileNotFoundError) as err:
+    except (
+        CliError,
+        ConfigError,
+        CorpusError,
+        PromptError,
+        RecommendError,
+        ValueError,
+        FileNotFoundError,
+    ) as err:
         if os.environ.get("P5REC_TRACEBACK"):
             raise
         print(f"p5rec {args.command}: error: {err}", file=sys.stderr)

@@ -89,7 +89,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_history >= 1, "data.max_history must be >= 1")
-        _check(self.num_candidates >= 2, "data.num_candidates must be >= 2 (1 positive + negatives)")
+        _check(
+            self.num_candidates >= 2, "data.num_candidates must be >= 2 (1 positive + negatives)"
+        )
         for name in ("review_split", "category_split"):
             ratios = getattr(self, name)
             _check(
@@ -173,7 +175,11 @@ class TrainConfig:
     epochs: int = 10
     samples_per_epoch: int = 0  # 0: one pass over every family's examples
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
+    # Learning-rate multiplier for the token embeddings. A model trained from scratch starts
+    # with unit-scale embeddings that AdamW moves by about ``lr`` per step; a larger rate
+    # lets item tokens find their place within a short CPU run. Use 1 for pretrained models.
+    embedding_lr_scale: float = 1.0
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
@@ -186,6 +192,7 @@ class TrainConfig:
         _check(self.epochs >= 1, "train.epochs must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
         _check(self.lr > 0, "train.lr must be > 0")
+        _check(self.embedding_lr_scale > 0, "train.embedding_lr_scale must be > 0")
         _check(self.samples_per_epoch >= 0, "train.samples_per_epoch must be >= 0")
 
 
@@ -274,9 +281,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(
             f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys here: {names}"
         )
-    kwargs = {
-        k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()
-    }
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError as err:
@@ -315,7 +320,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Load an experiment config from YAML (defaults when ``path`` is None) plus overrides."""
     data: dict[str, Any] = {}
     if path is not None:

@@ -22,11 +22,15 @@ def run_demo(cfg: ExperimentConfig, out: Path, progress: bool = True, samples: i
     from p5rec.recommend import Recommender
     from p5rec.training import train
 
-    print(f"p5rec demo: synthetic corpus ({cfg.data.synthetic.num_users} users, "
-          f"{cfg.data.synthetic.num_items} items), run directory {out}")
+    print(
+        f"p5rec demo: synthetic corpus ({cfg.data.synthetic.num_users} users, "
+        f"{cfg.data.synthetic.num_items} items), run directory {out}"
+    )
     summary = train(cfg, out, progress=progress)
-    print(f"trained {summary.get('parameters', 0) / 1e6:.2f}M parameters "
-          f"in {summary['train_seconds']:.0f} s")
+    print(
+        f"trained {summary.get('parameters', 0) / 1e6:.2f}M parameters "
+        f"in {summary['train_seconds']:.0f} s"
+    )
     report = evaluate_run(out, cfg, progress=progress)
     print()
     print(format_table(report))
@@ -38,15 +42,19 @@ def run_demo(cfg: ExperimentConfig, out: Path, progress: bool = True, samples: i
             continue
         model, base = res["model"][metric], res["baseline"]["metrics"][metric]
         better = model > base if higher else model < base
-        print(f"{family} {metric}: model {model:.4f} vs {res['baseline']['name']} {base:.4f} "
-              f"-> {'model better' if better else 'BASELINE BETTER'}")
+        print(
+            f"{family} {metric}: model {model:.4f} vs {res['baseline']['name']} {base:.4f} "
+            f"-> {'model better' if better else 'BASELINE BETTER'}"
+        )
 
     rec = Recommender(out, cfg)
     test = rec.ctx.splits.next_item["test"][:samples]
     for ex in test:
-        print(f"\n{ex.user}: last items "
-              + ", ".join(rec.ctx.title(i) for i in ex.history[-3:])
-              + f"\n  held-out next item: {ex.target} ({rec.ctx.title(ex.target)})")
+        print(
+            f"\n{ex.user}: last items "
+            + ", ".join(rec.ctx.title(i) for i in ex.history[-3:])
+            + f"\n  held-out next item: {ex.target} ({rec.ctx.title(ex.target)})"
+        )
         # recommend from the history before the held-out item, as evaluation does
         source, _ = rec.template.render(
             {"user": ex.user, "history": rec.ctx.history_text(ex.history)}, ""

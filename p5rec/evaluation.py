@@ -41,7 +41,9 @@ def evaluate_run(
     """Evaluate ``run_dir`` with ``cfg.eval``; writes ``RUN/metrics.json`` and returns it."""
     run_dir = Path(run_dir)
     start = time.time()
-    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    run_info = (
+        json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    )
     model, tokenizer, index = load_trained(run_dir)
     data_dir = cfg.data.path or run_info.get("data_dir") or run_dir / "data"
     ctx = build_context(cfg, data_dir, index)
@@ -49,8 +51,11 @@ def evaluate_run(
     engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
     ev = cfg.eval
     options = {
-        "ks": ev.ks, "num_beams": ev.num_beams, "batch_size": ev.batch_size,
-        "template_split": ev.template_split, "remove_history": ev.remove_history,
+        "ks": ev.ks,
+        "num_beams": ev.num_beams,
+        "batch_size": ev.batch_size,
+        "template_split": ev.template_split,
+        "remove_history": ev.remove_history,
     }
     results: dict[str, dict] = {}
     names = families or list(cfg.tasks.families)
@@ -103,12 +108,14 @@ def format_table(report: dict) -> str:
         base = res["baseline"]["metrics"]
         for metric, value in res["model"].items():
             b = base.get(metric)
-            rows.append((
-                f"{name} (n={res['n']})" if metric == next(iter(res["model"])) else "",
-                metric,
-                f"{value:.4f}" if metric != "unparsed" else str(int(value)),
-                f"{b:.4f} ({res['baseline']['name']})" if b is not None else "",
-            ))
+            rows.append(
+                (
+                    f"{name} (n={res['n']})" if metric == next(iter(res["model"])) else "",
+                    metric,
+                    f"{value:.4f}" if metric != "unparsed" else str(int(value)),
+                    f"{b:.4f} ({res['baseline']['name']})" if b is not None else "",
+                )
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for r in rows:

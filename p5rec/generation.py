@@ -125,28 +125,46 @@ class Engine:
         return results
 
     @torch.no_grad()
-    def score_items(self, sources: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
-        """Log-probability of each candidate's code (EOS included) given its source."""
+    def _score(
+        self, sources: Sequence[str], targets: Sequence[Sequence[list[int]]]
+    ) -> list[list[float]]:
+        """Sum of token log-probabilities of each target id sequence given its source."""
         enc = self._encode(sources)
-        encoder_out = self.model.get_encoder()(**enc)
-        hidden = encoder_out.last_hidden_state  # (batch, src_len, d_model)
+        hidden = self.model.get_encoder()(**enc).last_hidden_state  # (batch, src_len, d_model)
         results = []
-        for b, cands in enumerate(candidates):
+        for b, options in enumerate(targets):
+            width = max(len(t) for t in options)
             labels = torch.tensor(
-                [[*self.item_ids[c], self.eos] for c in cands], device=self.device
-            )  # (n_cands, code_len + 1); codes of one scheme share a length
+                [t + [-100] * (width - len(t)) for t in options], device=self.device
+            )  # (n_options, width), -100 past each option's end
             n = labels.shape[0]
             logits = self.model(
                 encoder_outputs=(hidden[b : b + 1].expand(n, -1, -1),),
                 attention_mask=enc["attention_mask"][b : b + 1].expand(n, -1),
                 labels=labels,
-            ).logits  # (n_cands, code_len + 1, vocab)
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1))
-            results.append(logp.squeeze(-1).sum(-1).tolist())
+            ).logits  # (n_options, width, vocab)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            results.append((picked * (labels != -100)).sum(-1).tolist())
         return results
 
+    def score_items(
+        self, sources: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        """Log-probability of each candidate item's code (EOS included) given its source."""
+        return self._score(
+            sources, [[[*self.item_ids[c], self.eos] for c in cands] for cands in candidates]
+        )
+
+    def score_texts(self, sources: Sequence[str], options: Sequence[str]) -> list[list[float]]:
+        """Log-probability of each option text (as a whole target, EOS included) per source."""
+        ids = [self.tokenizer(o).input_ids for o in options]  # ends with EOS
+        return self._score(sources, [ids] * len(sources))
+
     @torch.no_grad()
-    def generate_text(self, sources: Sequence[str], max_new_tokens: int = 32, num_beams: int = 1) -> list[str]:
+    def generate_text(
+        self, sources: Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
+    ) -> list[str]:
         """Unconstrained decoding of free text (ratings, labels, explanations)."""
         out = self.model.generate(
             **self._encode(sources),

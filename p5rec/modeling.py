@@ -23,8 +23,9 @@ def _train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: Path)
             if text:
                 chars.update(text)
                 f.write(text + "\n")
-    # The vocabulary must hold every character, the 256 byte pieces and pad/eos/unk.
-    needed = len(chars) + 256 + 3 + 8
+    # The vocabulary must hold every character of the training text plus pad/eos/unk;
+    # a character never seen there encodes as <unk>.
+    needed = len(chars) + 3 + 8
     spm.SentencePieceTrainer.train(
         input=str(corpus),
         model_prefix=str(directory / "spiece"),
@@ -32,7 +33,6 @@ def _train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: Path)
         hard_vocab_limit=False,  # small corpora cannot always fill the vocabulary
         model_type="unigram",
         character_coverage=1.0,
-        byte_fallback=True,  # characters never seen in training still encode (no <unk>)
         split_digits=True,  # ratings and numbers as digit pieces
         pad_id=0,
         eos_id=1,

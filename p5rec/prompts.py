@@ -17,10 +17,11 @@ from __future__ import annotations
 import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
+
+from p5rec.resources import resource_dir
 
 __all__ = ["PromptError", "Template", "load_templates", "prompts_dir"]
 
@@ -31,13 +32,10 @@ class PromptError(ValueError):
 
 def prompts_dir() -> Path:
     """The shipped templates: inside the wheel, or ``prompts/`` of a source checkout."""
-    packaged = resources.files("p5rec") / "_prompts"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    checkout = Path(__file__).resolve().parent.parent / "prompts"
-    if checkout.is_dir():
-        return checkout
-    raise PromptError("cannot find the prompt templates (neither p5rec/_prompts nor prompts/)")
+    try:
+        return resource_dir("prompts")
+    except FileNotFoundError as err:
+        raise PromptError(str(err)) from None
 
 
 def _fields(text: str, where: str) -> list[str]:
@@ -71,6 +69,10 @@ class Template:
             return self.source.format(**fields), self.target.format(target=target)
         except KeyError as err:
             raise PromptError(f"template {self.id!r}: no value for placeholder {err}") from None
+
+    def render_target(self, target: str) -> str:
+        """The target text alone."""
+        return self.target.format(target=target)
 
     def parse_target(self, text: str) -> str:
         """Invert the target template: the ``{target}`` part of a generated text."""
@@ -130,7 +132,9 @@ def load_templates(
         used = _fields(source, where + " source")
         unknown = sorted(set(used) - allowed)
         if unknown:
-            raise PromptError(f"{where}: unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}")
+            raise PromptError(
+                f"{where}: unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}"
+            )
         missing = sorted(set(required) - set(used))
         if missing:
             raise PromptError(f"{where}: source must use placeholder(s) {missing}")

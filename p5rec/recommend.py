@@ -31,7 +31,10 @@ class Recommender:
         self.ctx = build_context(self.cfg, self.cfg.data.path or run_info["data_dir"], index)
         self.template = get_family("next_item").eval_template("seen")
         self.engine = Engine(
-            model, tokenizer, index, self.cfg.train.max_source_length,
+            model,
+            tokenizer,
+            index,
+            self.cfg.train.max_source_length,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )
 

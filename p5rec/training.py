@@ -35,7 +35,10 @@ __all__ = ["build_context", "train"]
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() if out.returncode == 0 else None
@@ -110,6 +113,17 @@ def length_grouped(pairs: list, batch_size: int, rng: random.Random, window: int
     return [p for b in batches for p in b]
 
 
+def param_groups(model, cfg: ExperimentConfig) -> list[dict]:
+    """Trainable parameters: the token embeddings at ``lr * embedding_lr_scale``, the rest at lr."""
+    embedding = model.get_input_embeddings().weight
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    rest = [p for p in trainable if p is not embedding]
+    groups = [{"params": rest, "lr": cfg.train.lr}]
+    if embedding.requires_grad:
+        groups.append({"params": [embedding], "lr": cfg.train.lr * cfg.train.embedding_lr_scale})
+    return groups
+
+
 class Collator:
     """Tokenise (source, target) pairs; padded label positions become -100."""
 
@@ -118,10 +132,20 @@ class Collator:
 
     def __call__(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
         sources, targets = zip(*pairs)
-        enc = self.tok(list(sources), padding=True, truncation=True, max_length=self.max_source,
-                       return_tensors="pt")
-        labels = self.tok(list(targets), padding=True, truncation=True, max_length=self.max_target,
-                          return_tensors="pt").input_ids
+        enc = self.tok(
+            list(sources),
+            padding=True,
+            truncation=True,
+            max_length=self.max_source,
+            return_tensors="pt",
+        )
+        labels = self.tok(
+            list(targets),
+            padding=True,
+            truncation=True,
+            max_length=self.max_target,
+            return_tensors="pt",
+        ).input_ids
         labels[labels == self.tok.pad_token_id] = -100
         enc["labels"] = labels
         return dict(enc)
@@ -154,9 +178,10 @@ def _valid_pairs(ctx, families, limit: int = 256) -> list[tuple[str, str]]:
 def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> dict:
     """Train (or resume) a run; returns the training summary also written to run.json."""
     from accelerate import Accelerator
+    from transformers import AutoTokenizer
 
     from p5rec.indexing import ItemIndex
-    from p5rec.modeling import add_item_tokens, build_model, build_tokenizer
+    from p5rec.modeling import build_model, build_tokenizer
 
     start_time = time.time()
     run_dir = Path(run_dir)
@@ -173,31 +198,31 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                 prepare("synthetic", None, data_dir, cfg.data)
     families = [get_family(f) for f in cfg.tasks.families]
 
-    if resuming:
-        from transformers import AutoTokenizer
-
-        ctx = build_context(cfg, data_dir, ItemIndex.load(run_dir / "item_index.json"))
-        tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-        item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
-    else:
-        ctx = build_context(cfg, data_dir)
-        tokenizer = build_tokenizer(cfg.tokenizer, tokenizer_texts(ctx, families), ctx.index.tokens)
-        item_ids = add_item_tokens(tokenizer, ctx.index.tokens)
-        if accelerator.is_main_process:
+    # The main process builds the index and tokenizer and saves them; the others (and a
+    # resumed run) load what was saved, so every process uses identical token ids.
+    saved_index = ItemIndex.load(run_dir / "item_index.json") if resuming else None
+    ctx = build_context(cfg, data_dir, saved_index)
+    with accelerator.main_process_first():
+        if resuming or not accelerator.is_main_process:
+            tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+        else:
+            texts = tokenizer_texts(ctx, families)
+            tokenizer = build_tokenizer(cfg.tokenizer, texts, ctx.index.tokens)
             ctx.index.save(run_dir / "item_index.json")
             tokenizer.save_pretrained(run_dir / "tokenizer")
             log_path.unlink(missing_ok=True)
+    if not accelerator.is_main_process and not resuming:
+        ctx.index = ItemIndex.load(run_dir / "item_index.json")
+    item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
     model = build_model(cfg.model, tokenizer, item_ids)
 
     collator = Collator(tokenizer, cfg.train.max_source_length, cfg.train.max_target_length)
     steps_per_epoch = math.ceil(
-        len(epoch_examples(cfg, ctx, families, 0)) / (cfg.train.batch_size * accelerator.num_processes)
+        len(epoch_examples(cfg, ctx, families, 0))
+        / (cfg.train.batch_size * accelerator.num_processes)
     )
     total_steps = steps_per_epoch * cfg.train.epochs
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
-        weight_decay=cfg.train.weight_decay,
-    )
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.train.weight_decay)
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(
@@ -211,14 +236,23 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
     valid = _valid_pairs(ctx, families)
 
     model.train()
-    bar = tqdm(total=total_steps, initial=first_epoch * steps_per_epoch, desc="train",
-               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=first_epoch * steps_per_epoch,
+        desc="train",
+        disable=not (progress and accelerator.is_local_main_process),
+        dynamic_ncols=True,
+    )
     for epoch in range(first_epoch, cfg.train.epochs):
         t0 = time.time()
-        loader = accelerator.prepare(DataLoader(
-            epoch_examples(cfg, ctx, families, epoch), batch_size=cfg.train.batch_size,
-            shuffle=False, collate_fn=collator,
-        ))
+        loader = accelerator.prepare(
+            DataLoader(
+                epoch_examples(cfg, ctx, families, epoch),
+                batch_size=cfg.train.batch_size,
+                shuffle=False,
+                collate_fn=collator,
+            )
+        )
         running, n = 0.0, 0
         for batch in loader:
             loss = model(**batch).loss
@@ -230,12 +264,21 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             running, n = running + loss.item(), n + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.3f}")
-        val = validation_loss(accelerator.unwrap_model(model), collator, valid,
-                              cfg.train.batch_size, accelerator.device)
+        val = validation_loss(
+            accelerator.unwrap_model(model),
+            collator,
+            valid,
+            cfg.train.batch_size,
+            accelerator.device,
+        )
         accelerator.save_state(str(state_dir))
         if accelerator.is_main_process:
-            record = {"epoch": epoch + 1, "train_loss": running / max(n, 1),
-                      "valid_loss": val, "seconds": round(time.time() - t0, 2)}
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": running / max(n, 1),
+                "valid_loss": val,
+                "seconds": round(time.time() - t0, 2),
+            }
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             (run_dir / "trainer_state.json").write_text(json.dumps({"epoch": epoch}))

@@ -15,9 +15,21 @@ def test_help(command, capsys):
 
 def test_prepare_writes_a_dataset(tmp_path, capsys):
     out = tmp_path / "ds"
-    assert main(["prepare", "--source", "synthetic", "--out", str(out),
-                 "data.synthetic.num_users=20", "data.synthetic.num_items=40",
-                 "data.num_candidates=10"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--source",
+                "synthetic",
+                "--out",
+                str(out),
+                "data.synthetic.num_users=20",
+                "data.synthetic.num_items=40",
+                "data.num_candidates=10",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["users"] == 20 and manifest["counts"]["items"] == 40
     assert (out / "splits.json").is_file() and (out / "interactions.parquet").is_file()

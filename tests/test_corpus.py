@@ -8,12 +8,14 @@ def _corpus(interactions, items=("a", "b")):
 
 
 def test_sorted_by_user_then_time_stable():
-    c = _corpus([
-        Interaction("u2", "a", 5),
-        Interaction("u1", "b", 3),
-        Interaction("u1", "a", 3),  # same time as the previous one: input order kept
-        Interaction("u1", "b", 1),
-    ])
+    c = _corpus(
+        [
+            Interaction("u2", "a", 5),
+            Interaction("u1", "b", 3),
+            Interaction("u1", "a", 3),  # same time as the previous one: input order kept
+            Interaction("u1", "b", 1),
+        ]
+    )
     assert c.sequences() == {"u1": ["b", "b", "a"], "u2": ["a"]}
     assert c.users == ["u1", "u2"]
 
@@ -66,5 +68,9 @@ def test_load_missing_table(tmp_path):
 
 def test_sentiment_of():
     assert [sentiment_of(r) for r in (1, 2, 3, 4, 5)] == [
-        "negative", "negative", "neutral", "positive", "positive"
+        "negative",
+        "negative",
+        "neutral",
+        "positive",
+        "positive",
     ]

@@ -6,14 +6,21 @@ import pytest
 import torch
 
 from p5rec.evaluation import evaluate_run, format_table
-from p5rec.recommend import RecommendError, Recommender
+from p5rec.recommend import Recommender, RecommendError
 from p5rec.training import train
 from tests.conftest import tiny_config
 
 
 def test_run_directory_contents(tiny_run):
-    for name in ("config.yaml", "run.json", "item_index.json", "tokenizer", "model", "state",
-                 "train_log.jsonl"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "item_index.json",
+        "tokenizer",
+        "model",
+        "state",
+        "train_log.jsonl",
+    ):
         assert (tiny_run / name).exists(), name
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["data_fingerprint"] and info["config_hash"] and info["parameters"] > 0
@@ -53,8 +60,12 @@ def test_resume_continues_from_the_last_epoch(tmp_path, tiny_data):
     run = tmp_path / "run"
     train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
     first = (run / "model" / "model.safetensors").read_bytes()
-    cfg = tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32", "train.epochs=2",
-                      "train.resume=true")
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "train.samples_per_epoch=32",
+        "train.epochs=2",
+        "train.resume=true",
+    )
     train(cfg, run, progress=False)
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]  # epoch 1 was not trained again
@@ -65,16 +76,20 @@ def test_lora_trains_adapters_and_item_rows_only(tiny_ctx):
     from p5rec.modeling import add_item_tokens, build_model, build_tokenizer
 
     cfg = tiny_config("model.finetune=lora")
-    tok = build_tokenizer(cfg.tokenizer, ["a small text corpus for the tokenizer"] * 20,
-                          tiny_ctx.index.tokens)
+    tok = build_tokenizer(
+        cfg.tokenizer, ["a small text corpus for the tokenizer"] * 20, tiny_ctx.index.tokens
+    )
     item_ids = add_item_tokens(tok, tiny_ctx.index.tokens)
     model = build_model(cfg.model, tok, item_ids)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora" in n or "trainable_tokens" in n for n in trainable)
     before = model.get_input_embeddings()(torch.arange(len(tok))).detach().clone()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    batch = tok(["<a_0><b_1> next?"], text_target=[tiny_ctx.index.text(sorted(tiny_ctx.index.codes)[0])],
-                return_tensors="pt")
+    batch = tok(
+        ["<a_0><b_1> next?"],
+        text_target=[tiny_ctx.index.text(sorted(tiny_ctx.index.codes)[0])],
+        return_tensors="pt",
+    )
     for _ in range(3):
         model(**batch).loss.backward()
         opt.step()

@@ -11,7 +11,15 @@ from p5rec.modeling import load_trained
 def test_trie_constraint_masks_and_never_empties():
     trie = PrefixTrie([[5, 6], [5, 7], [8, 6]], end_id=1)
     proc = TrieConstraint(trie, start=1)
-    ids = torch.tensor([[0], [0, ], [0]])  # (beams, cur_len): only the start token
+    ids = torch.tensor(
+        [
+            [0],
+            [
+                0,
+            ],
+            [0],
+        ]
+    )  # (beams, cur_len): only the start token
     out = proc(ids, torch.zeros(3, 10))
     assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [5, 8]
     ids = torch.tensor([[0, 5], [0, 8], [0, 9]])  # [0, 9] has left the trie

@@ -19,7 +19,12 @@ VALUES = {
 
 def test_six_families_registered():
     assert set(FAMILIES) == {
-        "next_item", "candidate_ranking", "rating", "category", "sentiment", "explanation"
+        "next_item",
+        "candidate_ranking",
+        "rating",
+        "category",
+        "sentiment",
+        "explanation",
     }
 
 
@@ -48,7 +53,7 @@ def _write(tmp_path, body):
     return tmp_path
 
 
-GOOD = "  - {id: %s, split: %s, source: \"%s\", target: \"%s\"}\n"
+GOOD = '  - {id: %s, split: %s, source: "%s", target: "%s"}\n'
 
 
 def _file(*templates):
@@ -58,21 +63,32 @@ def _file(*templates):
 @pytest.mark.parametrize(
     "body, message",
     [
-        (_file(("a", "seen", "{x} {y}", "{target}"), ("b", "unseen", "{x}", "{target}")),
-         r"template 'a': unknown placeholder\(s\) \['y'\]"),
-        (_file(("a", "seen", "hello", "{target}"), ("b", "unseen", "{x}", "{target}")),
-         r"template 'a': source must use placeholder\(s\) \['x'\]"),
-        (_file(("a", "seen", "{x}", "is {target}"), ("b", "unseen", "{x}", "{target}")),
-         "must be exactly"),
-        (_file(("a", "seen", "{x}", "{label}"), ("b", "unseen", "{x}", "{target}")),
-         "target must contain"),
-        (_file(("a", "seen", "{x}", "{target}"), ("a", "unseen", "{x}", "{target}")),
-         "duplicate template id"),
+        (
+            _file(("a", "seen", "{x} {y}", "{target}"), ("b", "unseen", "{x}", "{target}")),
+            r"template 'a': unknown placeholder\(s\) \['y'\]",
+        ),
+        (
+            _file(("a", "seen", "hello", "{target}"), ("b", "unseen", "{x}", "{target}")),
+            r"template 'a': source must use placeholder\(s\) \['x'\]",
+        ),
+        (
+            _file(("a", "seen", "{x}", "is {target}"), ("b", "unseen", "{x}", "{target}")),
+            "must be exactly",
+        ),
+        (
+            _file(("a", "seen", "{x}", "{label}"), ("b", "unseen", "{x}", "{target}")),
+            "target must contain",
+        ),
+        (
+            _file(("a", "seen", "{x}", "{target}"), ("a", "unseen", "{x}", "{target}")),
+            "duplicate template id",
+        ),
         (_file(("a", "seen", "{x}", "{target}")), "needs at least one 'unseen'"),
-        (_file(("a", "often", "{x}", "{target}"), ("b", "unseen", "{x}", "{target}")),
-         "split must be"),
-        (_file(("a", "seen", "{x!r}", "{target}"), ("b", "unseen", "{x}", "{target}")),
-         "plain"),
+        (
+            _file(("a", "often", "{x}", "{target}"), ("b", "unseen", "{x}", "{target}")),
+            "split must be",
+        ),
+        (_file(("a", "seen", "{x!r}", "{target}"), ("b", "unseen", "{x}", "{target}")), "plain"),
         ("family: other\ntemplates: []\n", "expected a mapping with 'family: fam'"),
         ("family: fam\ntemplates: [\n", "not valid YAML"),
     ],
@@ -92,9 +108,20 @@ def test_templates_ship_inside_the_wheel(tmp_path):
     """A non-editable install, run outside the repository, still finds the templates."""
     root = prompts_dir().parent
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path / "wheel"), "-q"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(root),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheel"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
     )
     if build.returncode != 0 and "hatchling" in build.stderr:
         pytest.skip("hatchling is not installed (pip install -e '.[dev]')")
@@ -103,14 +130,21 @@ def test_templates_ship_inside_the_wheel(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for family in FAMILIES:
         assert f"p5rec/_prompts/{family}.yaml" in names
+    assert "p5rec/_configs/demo.yaml" in names
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(target)
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import p5rec.prompts as p; print(p.prompts_dir()); "
-         "print(len(p.load_templates('rating', ['item'], ['user','item_title','history'])))"],
-        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)},
+        [
+            sys.executable,
+            "-c",
+            "import p5rec.prompts as p; print(p.prompts_dir()); "
+            "print(len(p.load_templates('rating', ['item'], ['user','item_title','history'])))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target)},
     )
     assert probe.returncode == 0, probe.stderr
     where, count = probe.stdout.split()

@@ -1,10 +1,9 @@
 import pytest
 
-from p5rec.config import DataConfig
+from p5rec.config import DataConfig, SyntheticConfig
 from p5rec.data.corpus import Corpus, Interaction, Item
 from p5rec.data.splits import Splits, make_splits
 from p5rec.data.synthetic import generate
-from p5rec.config import SyntheticConfig
 
 
 def _corpus():

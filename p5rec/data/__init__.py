@@ -3,4 +3,12 @@
 from p5rec.data.corpus import Corpus, CorpusError, Interaction, Item
 from p5rec.data.splits import SequenceExample, Splits, make_splits
 
-__all__ = ["Corpus", "CorpusError", "Interaction", "Item", "SequenceExample", "Splits", "make_splits"]
+__all__ = [
+    "Corpus",
+    "CorpusError",
+    "Interaction",
+    "Item",
+    "SequenceExample",
+    "Splits",
+    "make_splits",
+]

@@ -86,7 +86,9 @@ class Corpus:
             if not item.id or item.id != key:
                 raise CorpusError(f"item {key!r}: field 'id' is {item.id!r}, expected {key!r}")
             if not all(isinstance(c, str) and c for c in item.categories):
-                raise CorpusError(f"item {key!r}: field 'categories' has an empty or non-text entry")
+                raise CorpusError(
+                    f"item {key!r}: field 'categories' has an empty or non-text entry"
+                )
         for n, e in enumerate(self.interactions):
             where = f"interaction #{n} (user {e.user!r}, item {e.item!r})"
             if not e.user:
@@ -169,9 +171,7 @@ class Corpus:
         )
 
     @classmethod
-    def load(
-        cls, directory: str | Path, rating_range: tuple[float, float] = (1.0, 5.0)
-    ) -> Corpus:
+    def load(cls, directory: str | Path, rating_range: tuple[float, float] = (1.0, 5.0)) -> Corpus:
         """Read a corpus written by ``save``; raises ``CorpusError`` if a table is missing."""
         import pyarrow.parquet as pq
 

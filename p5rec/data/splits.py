@@ -68,7 +68,10 @@ class Splits:
     def load(cls, path: str | Path) -> Splits:
         blob = json.loads(Path(path).read_text(encoding="utf-8"))
         next_item = {
-            s: [SequenceExample(e["user"], tuple(e["history"]), e["target"], e["position"]) for e in v]
+            s: [
+                SequenceExample(e["user"], tuple(e["history"]), e["target"], e["position"])
+                for e in v
+            ]
             for s, v in blob["next_item"].items()
         }
         return cls(next_item, blob["reviews"], blob["category"], blob["candidates"], blob["report"])
@@ -108,9 +111,7 @@ def _reviews(corpus: Corpus, cfg: DataConfig, report: dict[str, int]) -> dict[st
             if len(idx) >= 3:
                 held_out.update(idx[-2:])
     pool = [
-        n
-        for n, e in enumerate(corpus.interactions)
-        if e.rating is not None and n not in held_out
+        n for n, e in enumerate(corpus.interactions) if e.rating is not None and n not in held_out
     ]
     report["reviews_left_out_next_item_holdout"] = sum(
         1 for n in held_out if corpus.interactions[n].rating is not None

@@ -4,7 +4,8 @@ The generative story (all draws from one seeded ``random.Random``):
 
 * Items fall into latent groups. Each group has a category path and a small vocabulary of
   feature words; an item's title and text are built from its group's words, so a model can
-  infer an unseen item's category from its text. Each item has a hidden quality.
+  infer an unseen item's category from its text. Each item has a hidden quality, mostly
+  given by the product-line word of its title (Basic ... Luxe).
 * Within a group the items form a cycle. A user prefers two groups; a sequence starts in the
   main group and at each step moves to the next item of the cycle (probability
   ``FOLLOW``) or jumps to a popular item of one of the user's groups. The last items of a
@@ -13,7 +14,8 @@ The generative story (all draws from one seeded ``random.Random``):
   for the user's main group: a model that sees the item and the user's history can beat the
   global mean.
 * Review text carries sentiment words chosen by the rating and feature words of the item;
-  the summary is a sentiment adjective followed by the item's main feature word.
+  the summary is a sentiment adjective, the item's main feature word and a short tail
+  chosen by the sentiment.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ _SENTIMENT_WORDS = {
     "positive": ["love", "great", "excellent", "perfect", "wonderful", "amazing"],
     "neutral": ["okay", "average", "decent", "fine", "acceptable", "ordinary"],
     "negative": ["terrible", "awful", "disappointing", "poor", "useless", "bad"],
+}
+# Product lines: the tier word in a title carries most of an item's hidden quality.
+_TIERS = [("Basic", -1.2), ("Classic", -0.5), ("Select", 0.1), ("Premium", 0.6), ("Luxe", 1.0)]
+_SUMMARY_TAILS = {
+    "positive": ["would buy again", "works really well"],
+    "neutral": ["does the job", "nothing special here"],
+    "negative": ["not worth the money", "would not buy again"],
 }
 _SUMMARY_WORDS = {
     "positive": ["great", "lovely"],
@@ -70,11 +79,12 @@ def generate(config: SyntheticConfig | None = None) -> Corpus:
         path, words = _group_spec(g)
         iid = f"item_{n:04d}"
         feats = rng.sample(words, 3)
-        title = f"{rng.choice(_BRANDS)} {feats[0]} {feats[1]} {rng.randint(1, 99)}"
+        tier, tier_quality = rng.choice(_TIERS)
+        title = f"{rng.choice(_BRANDS)} {tier} {feats[0]} {feats[1]} {rng.randint(1, 99)}"
         text = f"{title}: a {feats[0]} with {feats[2]}, from the {path[-1].lower()} line"
         items[iid] = Item(iid, title, text, path)
         group_items[g].append(iid)
-        quality[iid] = max(-1.6, min(1.6, rng.gauss(0.0, 0.8)))
+        quality[iid] = tier_quality + rng.gauss(0.0, 0.3)
         main_feature[iid] = feats[0]
         item_group[iid] = g
     for members in group_items:
@@ -85,7 +95,9 @@ def generate(config: SyntheticConfig | None = None) -> Corpus:
         for j in range(len(members))
     }
     # Zipf-like popularity for jumps, so that popularity is a real (if weak) baseline.
-    popularity = {iid: 1.0 / (1 + rank) ** 0.8 for rank, iid in enumerate(rng.sample(list(items), len(items)))}
+    popularity = {
+        iid: 1.0 / (1 + rank) ** 0.8 for rank, iid in enumerate(rng.sample(list(items), len(items)))
+    }
 
     interactions: list[Interaction] = []
     for u in range(cfg.num_users):
@@ -102,7 +114,11 @@ def generate(config: SyntheticConfig | None = None) -> Corpus:
         seen: set[str] = set()
         for _ in range(length):
             seen.add(current)
-            affinity = 0.9 if item_group[current] == main else (0.1 if item_group[current] == second else -0.7)
+            affinity = (
+                0.9
+                if item_group[current] == main
+                else (0.1 if item_group[current] == second else -0.7)
+            )
             raw = 3.2 + quality[current] + affinity + rng.gauss(0.0, 0.45)
             rating = float(min(5, max(1, round(raw))))
             label = sentiment_of(rating)
@@ -113,7 +129,8 @@ def generate(config: SyntheticConfig | None = None) -> Corpus:
                 f"{rng.choice(['Honestly', 'Overall', 'In short'])} {words[1]} for "
                 f"{items[current].categories[-1].lower()}."
             )
-            summary = f"{rng.choice(_SUMMARY_WORDS[label])} {feature}"
+            adjective, tail = rng.choice(_SUMMARY_WORDS[label]), rng.choice(_SUMMARY_TAILS[label])
+            summary = f"{adjective} {feature}, {tail}"
             interactions.append(Interaction(user, current, t, rating, review, summary))
             t += 86_400 + rng.randint(0, 3_600)
             nxt = successor[current] if rng.random() < FOLLOW else None

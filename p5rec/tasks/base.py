@@ -105,13 +105,19 @@ class TaskFamily:
         raise NotImplementedError
 
     def evaluate(
-        self, engine: Engine, ctx: TaskContext, examples: list[Example], sources: list[str],
+        self,
+        engine: Engine,
+        ctx: TaskContext,
+        examples: list[Example],
+        sources: list[str],
         options: dict[str, Any],
     ) -> dict[str, float]:
         """Predict for ``sources`` (rendered examples) and return the family's metrics."""
         raise NotImplementedError
 
-    def baseline(self, ctx: TaskContext, examples: list[Example], options: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    def baseline(
+        self, ctx: TaskContext, examples: list[Example], options: dict[str, Any]
+    ) -> tuple[str, dict[str, float]]:
         """Name and metrics of the family's simple in-run baseline on the same examples."""
         raise NotImplementedError
 

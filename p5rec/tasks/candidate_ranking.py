@@ -60,7 +60,12 @@ class CandidateRanking(TaskFamily):
                         "candidates": " ".join(ctx.item_text(c) for c in shown),
                     },
                     ctx.item_text(ex.target),
-                    {"user": ex.user, "item": ex.target, "position": ex.position, "candidates": candidates},
+                    {
+                        "user": ex.user,
+                        "item": ex.target,
+                        "position": ex.position,
+                        "candidates": candidates,
+                    },
                 )
             )
         return out
@@ -70,7 +75,9 @@ class CandidateRanking(TaskFamily):
         bs = max(1, options["batch_size"] // 4)  # each source expands to all its candidates
         for start in range(0, len(sources), bs):
             batch = examples[start : start + bs]
-            scores = engine.score_items(sources[start : start + bs], [e.meta["candidates"] for e in batch])
+            scores = engine.score_items(
+                sources[start : start + bs], [e.meta["candidates"] for e in batch]
+            )
             for ex, sc in zip(batch, scores):
                 order = sorted(range(len(sc)), key=lambda j: -sc[j])
                 lists.append([ex.meta["candidates"][j] for j in order])

@@ -29,7 +29,9 @@ class Category(TaskFamily):
         ]
 
     def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
-        return label_metrics(decode_labels(self, engine, sources, options), [e.target for e in examples])
+        return label_metrics(
+            decode_labels(self, engine, sources, options), [e.target for e in examples]
+        )
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         train = self.examples(ctx, "train", random.Random(0))

@@ -25,7 +25,11 @@ class Explanation(TaskFamily):
             e = ctx.corpus.interactions[n]
             if not e.summary:
                 continue
-            fields = {"user": e.user, "item": ctx.item_text(e.item), "item_title": ctx.title(e.item)}
+            fields = {
+                "user": e.user,
+                "item": ctx.item_text(e.item),
+                "item_title": ctx.title(e.item),
+            }
             out.append(Example(self.name, fields, e.summary))
         return out
 
@@ -33,10 +37,14 @@ class Explanation(TaskFamily):
         template = self.eval_template(options["template_split"])
         hyps = []
         for start in range(0, len(sources), options["batch_size"]):
-            texts = engine.generate_text(sources[start : start + options["batch_size"]], 32, num_beams=4)
+            texts = engine.generate_text(
+                sources[start : start + options["batch_size"]], 32, num_beams=4
+            )
             hyps.extend(template.parse_target(t) for t in texts)
         return _text_metrics(hyps, [e.target for e in examples])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         maj = Majority(e.target for e in self.examples(ctx, "train", random.Random(0)))
-        return "most_frequent_summary", _text_metrics(maj.predict(len(examples)), [e.target for e in examples])
+        return "most_frequent_summary", _text_metrics(
+            maj.predict(len(examples)), [e.target for e in examples]
+        )

@@ -56,4 +56,3 @@ class NextItem(TaskFamily):
             for ex in examples
         ]
         return pop.name, ranking_metrics(lists, [ex.meta["item"] for ex in examples], options["ks"])
-

@@ -37,7 +37,9 @@ class Sentiment(TaskFamily):
         return out
 
     def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
-        return label_metrics(decode_labels(self, engine, sources, options), [e.target for e in examples])
+        return label_metrics(
+            decode_labels(self, engine, sources, options), [e.target for e in examples]
+        )
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         maj = Majority(e.target for e in self.examples(ctx, "train", random.Random(0)))
