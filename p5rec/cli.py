@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-file weight-loading bars drown the output
     from p5rec.config import ConfigError
     from p5rec.data.corpus import CorpusError
     from p5rec.prompts import PromptError

@@ -271,7 +271,9 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             cfg.train.batch_size,
             accelerator.device,
         )
-        accelerator.save_state(str(state_dir))
+        # torch format: the tied embedding / lm_head weights are saved as they are
+        # (safetensors would drop the shared tensors and warn on every epoch)
+        accelerator.save_state(str(state_dir), safe_serialization=False)
         if accelerator.is_main_process:
             record = {
                 "epoch": epoch + 1,

@@ -61,6 +61,17 @@ class TaskContext:
     def interacted(self) -> dict[str, set[str]]:
         return {u: set(s) for u, s in self.sequences.items()}
 
+    def event_fields(self, n: int) -> dict[str, str]:
+        """Placeholder values of interaction ``n`` (the review families pick from these)."""
+        e = self.corpus.interactions[n]
+        return {
+            "user": e.user,
+            "item": self.item_text(e.item),
+            "item_title": self.title(e.item),
+            "review": e.review or "",
+            "history": self.history_text(self.previous_items[n]) or "nothing yet",
+        }
+
     def interacted_before(self, example: Example) -> set[str]:
         """The items a next-item example's user interacted with before its target."""
         return set(self.sequences[example.meta["user"]][: example.meta["position"]])

@@ -20,18 +20,12 @@ class Explanation(TaskFamily):
     optional = ("user", "item_title")
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
-        out = []
-        for n in ctx.splits.reviews[split]:
-            e = ctx.corpus.interactions[n]
-            if not e.summary:
-                continue
-            fields = {
-                "user": e.user,
-                "item": ctx.item_text(e.item),
-                "item_title": ctx.title(e.item),
-            }
-            out.append(Example(self.name, fields, e.summary))
-        return out
+        events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])
+        return [
+            Example(self.name, ctx.event_fields(n), e.summary)
+            for n, e in zip(ctx.splits.reviews[split], events)
+            if e.summary
+        ]
 
     def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
         template = self.eval_template(options["template_split"])

@@ -37,23 +37,15 @@ class Rating(TaskFamily):
     optional = ("user", "item_title", "history")
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
-        out = []
-        for n in ctx.splits.reviews[split]:
-            e = ctx.corpus.interactions[n]
-            out.append(
-                Example(
-                    self.name,
-                    {
-                        "user": e.user,
-                        "item": ctx.item_text(e.item),
-                        "item_title": ctx.title(e.item),
-                        "history": ctx.history_text(ctx.previous_items[n]) or "nothing yet",
-                    },
-                    format_rating(e.rating),
-                    {"rating": e.rating},
-                )
+        return [
+            Example(
+                self.name,
+                ctx.event_fields(n),
+                format_rating(ctx.corpus.interactions[n].rating),
+                {"rating": ctx.corpus.interactions[n].rating},
             )
-        return out
+            for n in ctx.splits.reviews[split]
+        ]
 
     def _train_mean(self, ctx: TaskContext) -> GlobalMean:
         return GlobalMean(ctx.corpus.interactions[n].rating for n in ctx.splits.reviews["train"])

@@ -17,24 +17,12 @@ class Sentiment(TaskFamily):
     optional = ("user", "item", "item_title")
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
-        out = []
-        for n in ctx.splits.reviews[split]:
-            e = ctx.corpus.interactions[n]
-            if not e.review:
-                continue
-            out.append(
-                Example(
-                    self.name,
-                    {
-                        "user": e.user,
-                        "item": ctx.item_text(e.item),
-                        "item_title": ctx.title(e.item),
-                        "review": e.review,
-                    },
-                    sentiment_of(e.rating),
-                )
-            )
-        return out
+        events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])
+        return [
+            Example(self.name, ctx.event_fields(n), sentiment_of(e.rating))
+            for n, e in zip(ctx.splits.reviews[split], events)
+            if e.review
+        ]
 
     def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
         return label_metrics(
