@@ -62,3 +62,45 @@ def test_baselines_score_the_same_examples(tiny_ctx):
 def test_unknown_family():
     with pytest.raises(ValueError, match="unknown task family 'weather'; known"):
         get_family("weather")
+
+
+class _PastFirstEngine:
+    """Ranks each user's past items first, then the true target (for testing the filter)."""
+
+    def __init__(self, ctx, examples):
+        self.lists = [[*sorted(ctx.interacted_before(ex)), ex.meta["item"]] for ex in examples]
+        self.calls = []
+
+    def rank(self, sources, num_beams):
+        self.calls.append(num_beams)
+        out = [[(i, -float(r)) for r, i in enumerate(lst)] for lst in self.lists[: len(sources)]]
+        self.lists = self.lists[len(sources) :]
+        return out
+
+
+def test_next_item_remove_history_drops_past_items(tiny_ctx):
+    fam = get_family("next_item")
+    examples = fam.examples(tiny_ctx, "test", random.Random(0))
+    sources = ["x"] * len(examples)
+    options = {"ks": (1, 5), "num_beams": 5, "batch_size": 8, "remove_history": False}
+    past = [tiny_ctx.interacted_before(ex) for ex in examples]
+    targets = [ex.meta["item"] for ex in examples]
+    kept = fam.evaluate(_PastFirstEngine(tiny_ctx, examples), tiny_ctx, examples, sources, options)
+    # past items fill the top of every list: a hit at 1 only where the target is the first
+    assert kept["hr@1"] == pytest.approx(
+        sum(min(p) == t for p, t in zip(past, targets)) / len(examples)
+    )
+    engine = _PastFirstEngine(tiny_ctx, examples)
+    removed = fam.evaluate(engine, tiny_ctx, examples, sources, {**options, "remove_history": True})
+    # past items removed: the target is first, unless it is itself a past item (a repeat)
+    fresh = sum(t not in p for p, t in zip(past, targets)) / len(examples)
+    assert removed["hr@1"] == pytest.approx(fresh) and removed["ndcg@5"] == pytest.approx(fresh)
+    assert fresh > 0.5
+    assert min(engine.calls) > 5  # the beam was widened by the number of past items
+
+
+def test_candidate_ties_never_favour_the_listed_first_target():
+    from p5rec.tasks.candidate_ranking import _rank
+
+    assert _rank(["t", "b", "a"], [0.0, 0.0, 0.0]) == ["a", "b", "t"]
+    assert _rank(["t", "b", "a"], [1.0, 0.0, 0.5]) == ["t", "a", "b"]

@@ -17,6 +17,13 @@ KS_HIT = (1, 5, 10)
 KS_NDCG = (5, 10)
 
 
+def _rank(candidates: list[str], scores: list[float]) -> list[str]:
+    """Candidates by descending score; ties by item id, never by position (the target is
+    listed first, so a stable sort on score alone would favour it)."""
+    order = sorted(range(len(candidates)), key=lambda j: (-scores[j], candidates[j]))
+    return [candidates[j] for j in order]
+
+
 def _metrics(lists: list[list[str]], targets: list[str]) -> dict[str, float]:
     out = {f"hr@{k}": hit_rate_at_k(lists, targets, k) for k in KS_HIT}
     out.update({f"ndcg@{k}": ndcg_at_k(lists, targets, k) for k in KS_NDCG})
@@ -79,17 +86,13 @@ class CandidateRanking(TaskFamily):
                 sources[start : start + bs], [e.meta["candidates"] for e in batch]
             )
             for ex, sc in zip(batch, scores):
-                order = sorted(range(len(sc)), key=lambda j: -sc[j])
-                lists.append([ex.meta["candidates"][j] for j in order])
+                lists.append(_rank(ex.meta["candidates"], sc))
         return _metrics(lists, [ex.meta["item"] for ex in examples])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         pop = Popularity(train_items(ctx))
-        # Sorting by popularity is stable, so ties would favour the target (listed first):
-        # rank from a seeded shuffle instead.
-        lists = []
-        for ex in examples:
-            cands = ex.meta["candidates"][:]
-            random.Random(f"{ex.meta['user']}-pop").shuffle(cands)
-            lists.append(sorted(cands, key=lambda i: -pop.count.get(i, 0)))
+        lists = [
+            _rank(ex.meta["candidates"], [pop.count.get(c, 0) for c in ex.meta["candidates"]])
+            for ex in examples
+        ]
         return pop.name, _metrics(lists, [ex.meta["item"] for ex in examples])

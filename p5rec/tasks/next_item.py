@@ -38,14 +38,19 @@ class NextItem(TaskFamily):
         ]
 
     def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
-        ranked = []
-        for start in range(0, len(sources), options["batch_size"]):
-            batch = sources[start : start + options["batch_size"]]
-            ranked.extend(engine.rank(batch, options["num_beams"]))
-        lists = [
-            [i for i, _ in r if not (options["remove_history"] and i in ctx.interacted_before(ex))]
-            for r, ex in zip(ranked, examples)
-        ]
+        """Constrained beam search over all items. With ``remove_history`` (S3-Rec style) the
+        user's past items are dropped from each list and the beam widened to make up for them.
+        """
+        lists = []
+        bs = options["batch_size"]
+        for start in range(0, len(sources), bs):
+            batch = examples[start : start + bs]
+            past = [
+                ctx.interacted_before(ex) if options["remove_history"] else set() for ex in batch
+            ]
+            beams = options["num_beams"] + max(len(p) for p in past)
+            for ranked, drop in zip(engine.rank(sources[start : start + bs], beams), past):
+                lists.append([i for i, _ in ranked if i not in drop][: options["num_beams"]])
         return ranking_metrics(lists, [ex.meta["item"] for ex in examples], options["ks"])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
