@@ -47,8 +47,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from p5rec.training import train
 
     overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.path={args.data}")
+    if args.data:  # absolute, so the saved config works from any directory
+        overrides.append(f"data.path={Path(args.data).resolve()}")
     args.overrides = overrides
     cfg = _config(args)
     if cfg.data.path and not (Path(cfg.data.path) / "manifest.json").is_file():
