@@ -116,7 +116,10 @@ class IndexConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """A local tokenizer directory, or a SentencePiece model trained on the corpus text."""
+    """A local tokenizer directory, or a SentencePiece model trained on the corpus text.
+
+    With ``model.name_or_path`` set and no ``path``, the checkpoint's own tokenizer is used.
+    """
 
     path: str | None = None
     vocab_size: int = 1000
@@ -145,6 +148,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(self.finetune in ("full", "lora"), "model.finetune must be 'full' or 'lora'")
+        _check(
+            self.finetune == "full" or self.name_or_path is not None,
+            "model.finetune=lora needs a pretrained model.name_or_path (LoRA on randomly "
+            "initialised weights would freeze them)",
+        )
         _check(self.d_model > 0 and self.num_layers > 0, "model sizes must be positive")
         _check(0 <= self.dropout < 1, "model.dropout must be in [0, 1)")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from p5rec.config import ExperimentConfig, config_hash, to_dict
+from p5rec.config import ConfigError, ExperimentConfig, config_hash, to_dict
 from p5rec.generation import Engine
 from p5rec.modeling import load_trained
 from p5rec.tasks import get_family
@@ -47,6 +47,12 @@ def evaluate_run(
     model, tokenizer, index = load_trained(run_dir)
     data_dir = cfg.data.path or run_info.get("data_dir") or run_dir / "data"
     ctx = build_context(cfg, data_dir, index)
+    trained_on = run_info.get("data_fingerprint")
+    if trained_on and trained_on != ctx.corpus.fingerprint():
+        raise ConfigError(
+            f"{data_dir} is not the dataset {run_dir} was trained on "
+            f"(fingerprint {ctx.corpus.fingerprint()}, trained on {trained_on})"
+        )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
     ev = cfg.eval
@@ -86,6 +92,7 @@ def evaluate_run(
         "remove_history": ev.remove_history,
         "results": results,
         "data_fingerprint": ctx.corpus.fingerprint(),
+        "splits_sha256": ctx.manifest.get("splits_sha256"),
         "data_dir": str(data_dir),
         "config_hash": config_hash(cfg),
         "config": to_dict(cfg),

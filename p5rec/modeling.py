@@ -42,17 +42,29 @@ def _train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: Path)
     )
 
 
-def build_tokenizer(cfg: TokenizerConfig, texts: Iterable[str], item_tokens: Sequence[str]):
-    """A local tokenizer directory (``cfg.path``) or SentencePiece trained on ``texts``.
+def build_tokenizer(
+    cfg: TokenizerConfig,
+    texts: Iterable[str],
+    item_tokens: Sequence[str],
+    checkpoint: str | None = None,
+):
+    """A local tokenizer directory (``cfg.path``, else the ``checkpoint``'s own tokenizer),
+    or SentencePiece trained on ``texts``.
 
     Item tokens are added as special tokens, so they are never split or normalised.
     """
     from transformers import AutoTokenizer, T5Tokenizer
 
-    if cfg.path:
-        if not Path(cfg.path).exists() and Path(cfg.path).is_absolute():
-            raise FileNotFoundError(f"tokenizer.path {cfg.path!r} does not exist")
-        tokenizer = AutoTokenizer.from_pretrained(cfg.path)
+    path = cfg.path or checkpoint
+    if path:
+        if not Path(path).exists() and Path(path).is_absolute():
+            raise FileNotFoundError(f"tokenizer directory {path!r} does not exist")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as err:
+            raise FileNotFoundError(
+                f"no tokenizer in {path!r} (set tokenizer.path to the checkpoint's tokenizer)"
+            ) from err
     else:
         with tempfile.TemporaryDirectory() as tmp:
             _train_sentencepiece(texts, cfg.vocab_size, Path(tmp))

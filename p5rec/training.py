@@ -13,10 +13,13 @@ Run directory written here::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from p5rec.config import ExperimentConfig, config_hash, save_config
+from p5rec.config import ConfigError, ExperimentConfig, config_hash, save_config, to_dict
 from p5rec.data.dataset import load_dataset, prepare
 from p5rec.indexing import build_index
 from p5rec.tasks import TaskContext, TaskFamily, get_family
@@ -48,13 +51,42 @@ def git_commit() -> str | None:
 
 def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> TaskContext:
     """Load a processed dataset and fit (or reuse) the item index on its training split."""
-    corpus, splits, _ = load_dataset(data_dir)
+    corpus, splits, manifest = load_dataset(data_dir)
+    check_split_settings(cfg, manifest, data_dir)
     if index is None:
         train_seqs: dict[str, list[str]] = {}
         for ex in splits.next_item["train"]:  # s1..s(n-2) of each user, nothing held out
             train_seqs.setdefault(ex.user, list(ex.history[:1])).append(ex.target)
         index = build_index(sorted(corpus.items), list(train_seqs.values()), cfg.index)
-    return TaskContext(corpus, splits, index, cfg.data.max_history, cfg.data.num_candidates)
+    return TaskContext(
+        corpus, splits, index, cfg.data.max_history, cfg.data.num_candidates, manifest
+    )
+
+
+SPLIT_KEYS = (
+    "max_history",
+    "num_candidates",
+    "review_split",
+    "category_split",
+    "exclude_holdout_from_reviews",
+    "split_seed",
+)
+
+
+def check_split_settings(cfg: ExperimentConfig, manifest: dict, data_dir) -> None:
+    """The run's data settings must be those the dataset's splits were made with."""
+    made = manifest.get("data_config", {})
+    wanted = to_dict(cfg.data)
+    diff = [
+        f"data.{k}: dataset {made[k]!r}, config {wanted[k]!r}"
+        for k in SPLIT_KEYS
+        if k in made and made[k] != wanted[k]
+    ]
+    if diff:
+        raise ConfigError(
+            f"{data_dir} was prepared with other split settings ({'; '.join(diff)}); "
+            "use the same data.* values or prepare the dataset again"
+        )
 
 
 def tokenizer_texts(ctx: TaskContext, families: list[TaskFamily]):
@@ -113,6 +145,34 @@ def length_grouped(pairs: list, batch_size: int, rng: random.Random, window: int
     return [p for b in batches for p in b]
 
 
+RUN_ARTEFACTS = (
+    "state",
+    "model",
+    "tokenizer",
+    "item_index.json",
+    "trainer_state.json",
+    "train_log.jsonl",
+    "run.json",
+    "metrics.json",
+)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what an earlier training run left in ``run_dir`` (not its data)."""
+    for name in RUN_ARTEFACTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def resume_key(cfg: ExperimentConfig) -> str:
+    """Hash of everything a resumed run must share with the saved one."""
+    same = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1, resume=False))
+    return config_hash(same)
+
+
 def param_groups(model, cfg: ExperimentConfig) -> list[dict]:
     """Trainable parameters: the token embeddings at ``lr * embedding_lr_scale``, the rest at lr."""
     embedding = model.get_input_embeddings().weight
@@ -129,6 +189,11 @@ class Collator:
 
     def __init__(self, tokenizer, max_source: int, max_target: int) -> None:
         self.tok, self.max_source, self.max_target = tokenizer, max_source, max_target
+        self.truncated = 0  # sources and targets cut at the length limits (reported per epoch)
+
+    def _count_truncated(self, enc) -> None:
+        if enc.encodings is not None:  # fast tokenizers report what truncation cut off
+            self.truncated += sum(1 for e in enc.encodings if e.overflowing)
 
     def __call__(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
         sources, targets = zip(*pairs)
@@ -139,13 +204,16 @@ class Collator:
             max_length=self.max_source,
             return_tensors="pt",
         )
-        labels = self.tok(
+        target_enc = self.tok(
             list(targets),
             padding=True,
             truncation=True,
             max_length=self.max_target,
             return_tensors="pt",
-        ).input_ids
+        )
+        self._count_truncated(enc)
+        self._count_truncated(target_enc)
+        labels = target_enc.input_ids
         labels[labels == self.tok.pad_token_id] = -100
         enc["labels"] = labels
         return dict(enc)
@@ -188,13 +256,22 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
     accelerator = Accelerator()
     state_dir, log_path = run_dir / "state", run_dir / "train_log.jsonl"
     resuming = cfg.train.resume and (run_dir / "trainer_state.json").is_file()
+    if resuming:
+        saved = json.loads((run_dir / "trainer_state.json").read_text())
+        if saved.get("resume_key") != resume_key(cfg):
+            raise ConfigError(
+                f"{run_dir}: cannot resume: the config differs from the saved run's in more "
+                "than train.epochs/train.resume (start a new run directory instead)"
+            )
 
     data_dir = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
     with accelerator.main_process_first():
         if accelerator.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
+            if not resuming:  # a fresh start: nothing of an earlier run may be mixed in
+                clear_run(run_dir)
             save_config(cfg, run_dir / "config.yaml")
-            if not cfg.data.path and not (data_dir / "manifest.json").is_file():
+            if not cfg.data.path and not resuming:  # the embedded corpus, made afresh
                 prepare("synthetic", None, data_dir, cfg.data)
     families = [get_family(f) for f in cfg.tasks.families]
 
@@ -207,26 +284,28 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
         else:
             texts = tokenizer_texts(ctx, families)
-            tokenizer = build_tokenizer(cfg.tokenizer, texts, ctx.index.tokens)
+            tokenizer = build_tokenizer(
+                cfg.tokenizer, texts, ctx.index.tokens, cfg.model.name_or_path
+            )
             ctx.index.save(run_dir / "item_index.json")
             tokenizer.save_pretrained(run_dir / "tokenizer")
-            log_path.unlink(missing_ok=True)
     if not accelerator.is_main_process and not resuming:
         ctx.index = ItemIndex.load(run_dir / "item_index.json")
     item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
     model = build_model(cfg.model, tokenizer, item_ids)
 
     collator = Collator(tokenizer, cfg.train.max_source_length, cfg.train.max_target_length)
-    steps_per_epoch = math.ceil(
-        len(epoch_examples(cfg, ctx, families, 0))
-        / (cfg.train.batch_size * accelerator.num_processes)
-    )
+    batches_per_epoch = math.ceil(len(epoch_examples(cfg, ctx, families, 0)) / cfg.train.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / accelerator.num_processes)  # per process
     total_steps = steps_per_epoch * cfg.train.epochs
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.train.weight_decay)
     from transformers import get_linear_schedule_with_warmup
 
+    # accelerate steps a prepared scheduler once per process at every optimizer step, so
+    # the schedule is sized in batches of all processes together.
+    schedule_steps = steps_per_epoch * accelerator.num_processes * cfg.train.epochs
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps
+        optimizer, int(cfg.train.warmup_ratio * schedule_steps), schedule_steps
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     first_epoch = 0
@@ -253,7 +332,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                 collate_fn=collator,
             )
         )
-        running, n = 0.0, 0
+        running, n, collator.truncated = 0.0, 0, 0
         for batch in loader:
             loss = model(**batch).loss
             accelerator.backward(loss)
@@ -264,6 +343,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             running, n = running + loss.item(), n + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.3f}")
+        truncated = collator.truncated  # training batches only
         val = validation_loss(
             accelerator.unwrap_model(model),
             collator,
@@ -279,17 +359,26 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                 "epoch": epoch + 1,
                 "train_loss": running / max(n, 1),
                 "valid_loss": val,
+                "truncated": truncated,
                 "seconds": round(time.time() - t0, 2),
             }
+            if truncated:
+                print(
+                    f"warning: epoch {epoch + 1}: {truncated} sources or targets were "
+                    "cut at train.max_source_length / max_target_length",
+                    file=sys.stderr,
+                )
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-            (run_dir / "trainer_state.json").write_text(json.dumps({"epoch": epoch}))
+            state = {"epoch": epoch, "resume_key": resume_key(cfg)}
+            (run_dir / "trainer_state.json").write_text(json.dumps(state))
     bar.close()
 
     accelerator.wait_for_everyone()
     summary = {
         "data_dir": str(data_dir.resolve()),
         "data_fingerprint": ctx.corpus.fingerprint(),
+        "splits_sha256": ctx.manifest.get("splits_sha256"),
         "config_hash": config_hash(cfg),
         "git_commit": git_commit(),
         "num_processes": accelerator.num_processes,

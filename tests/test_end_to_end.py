@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from p5rec.config import ConfigError
 from p5rec.evaluation import evaluate_run, format_table
 from p5rec.recommend import Recommender, RecommendError
 from p5rec.training import train
@@ -72,24 +73,19 @@ def test_resume_continues_from_the_last_epoch(tmp_path, tiny_data):
     assert (run / "model" / "model.safetensors").read_bytes() != first
 
 
-def test_lora_trains_adapters_and_item_rows_only(tiny_ctx):
+def test_lora_trains_adapters_and_item_rows_only(tiny_run, tiny_ctx):
     from p5rec.modeling import add_item_tokens, build_model, build_tokenizer
 
-    cfg = tiny_config("model.finetune=lora")
-    tok = build_tokenizer(
-        cfg.tokenizer, ["a small text corpus for the tokenizer"] * 20, tiny_ctx.index.tokens
-    )
-    item_ids = add_item_tokens(tok, tiny_ctx.index.tokens)
+    # LoRA fine-tunes a checkpoint: the tiny run's model, with two new item tokens
+    cfg = tiny_config(f"model.name_or_path={tiny_run / 'model'}", "model.finetune=lora")
+    tok = build_tokenizer(cfg.tokenizer, [], ["<new_0>", "<new_1>"], str(tiny_run / "tokenizer"))
+    item_ids = add_item_tokens(tok, ["<new_0>", "<new_1>"])
     model = build_model(cfg.model, tok, item_ids)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora" in n or "trainable_tokens" in n for n in trainable)
     before = model.get_input_embeddings()(torch.arange(len(tok))).detach().clone()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    batch = tok(
-        ["<a_0><b_1> next?"],
-        text_target=[tiny_ctx.index.text(sorted(tiny_ctx.index.codes)[0])],
-        return_tensors="pt",
-    )
+    batch = tok(["<a_0><b_1> next?"], text_target=["<new_1>"], return_tensors="pt")
     for _ in range(3):
         model(**batch).loss.backward()
         opt.step()
@@ -100,3 +96,46 @@ def test_lora_trains_adapters_and_item_rows_only(tiny_ctx):
     others = torch.ones(len(tok), dtype=torch.bool)
     others[item_ids] = False
     assert not changed[others].any()
+
+
+def test_lora_needs_a_checkpoint():
+    with pytest.raises(ConfigError, match="lora needs a pretrained model.name_or_path"):
+        tiny_config("model.finetune=lora")
+
+
+def test_resume_refuses_a_different_config(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
+    changed = tiny_config(
+        f"data.path={tiny_data}", "train.samples_per_epoch=32", "train.lr=0.5", "train.resume=true"
+    )
+    with pytest.raises(ConfigError, match="cannot resume"):
+        train(changed, run, progress=False)
+
+
+def test_fresh_start_clears_an_earlier_run(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    (run / "state").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "trainer_state.json").write_text('{"epoch": 9}')
+    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
+    assert not (run / "metrics.json").exists()
+    assert json.loads((run / "trainer_state.json").read_text())["epoch"] == 0
+
+
+def test_split_settings_must_match_the_dataset(tmp_path, tiny_data):
+    with pytest.raises(ConfigError, match=r"data.max_history: dataset 20, config 5"):
+        train(
+            tiny_config(f"data.path={tiny_data}", "data.max_history=5"),
+            tmp_path / "r",
+            progress=False,
+        )
+
+
+def test_evaluate_refuses_another_dataset(tiny_run, tmp_path):
+    from p5rec.data.dataset import prepare
+
+    other = tmp_path / "other"
+    prepare("synthetic", None, other, tiny_config("data.synthetic.seed=99").data)
+    with pytest.raises(ConfigError, match="is not the dataset"):
+        evaluate_run(tiny_run, tiny_config(f"data.path={other}"), progress=False)

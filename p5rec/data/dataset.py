@@ -10,6 +10,7 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -42,11 +43,13 @@ def write_dataset(corpus: Corpus, cfg: DataConfig, out: str | Path, source: dict
     out.mkdir(parents=True, exist_ok=True)
     corpus.save(out)
     splits.save(out / "splits.json")
+    splits_hash = hashlib.sha256((out / "splits.json").read_bytes()).hexdigest()[:16]
     seqs = corpus.sequences()
     manifest = {
         "source": source,
         "data_config": to_dict(cfg),
         "fingerprint": corpus.fingerprint(),
+        "splits_sha256": splits_hash,
         "rating_range": list(corpus.rating_range),
         "counts": {
             "users": len(seqs),

@@ -42,6 +42,7 @@ class TaskContext:
     index: ItemIndex
     max_history: int = 20
     num_candidates: int = 100
+    manifest: dict[str, Any] = field(default_factory=dict)  # of the processed dataset
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)
@@ -59,7 +60,13 @@ class TaskContext:
 
     @cached_property
     def interacted(self) -> dict[str, set[str]]:
+        """Every item of each user (what evaluation negatives must avoid)."""
         return {u: set(s) for u, s in self.sequences.items()}
+
+    @cached_property
+    def train_interacted(self) -> dict[str, set[str]]:
+        """Each user's items of the training portion s1..s(n-2): what training may know."""
+        return {u: set(s[:-2]) for u, s in self.sequences.items()}
 
     def event_fields(self, n: int) -> dict[str, str]:
         """Placeholder values of interaction ``n`` (the review families pick from these)."""

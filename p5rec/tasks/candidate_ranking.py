@@ -38,7 +38,9 @@ class CandidateRanking(TaskFamily):
     item_target = True
 
     def _negatives(self, ctx: TaskContext, user: str, rng: random.Random) -> list[str]:
-        interacted = ctx.interacted[user]
+        # Training negatives avoid only the items training may know about: avoiding the
+        # held-out items as well would tell the model, over epochs, which items they are.
+        interacted = ctx.train_interacted[user]
         want = ctx.num_candidates - 1
         if len(ctx.catalogue) - len(interacted) < want:
             raise ValueError(f"user {user!r}: too few non-interacted items for {want} negatives")

@@ -13,7 +13,7 @@ def train_items(ctx: TaskContext) -> list[str]:
     """Every item occurrence of the training split (histories' first items and targets)."""
     out = []
     for ex in ctx.splits.next_item["train"]:
-        if len(ex.history) == 1:  # the first target of a user: count its history item too
+        if ex.position == 1:  # the first target of a user: count its first item too
             out.append(ex.history[0])
         out.append(ex.target)
     return out
