@@ -47,11 +47,11 @@ def evaluate_run(
     model, tokenizer, index = load_trained(run_dir)
     data_dir = cfg.data.path or run_info.get("data_dir") or run_dir / "data"
     ctx = build_context(cfg, data_dir, index)
-    trained_on = run_info.get("data_fingerprint")
-    if trained_on and trained_on != ctx.corpus.fingerprint():
+    trained_on, fingerprint = run_info.get("data_fingerprint"), ctx.corpus.fingerprint()
+    if trained_on and trained_on != fingerprint:
         raise ConfigError(
             f"{data_dir} is not the dataset {run_dir} was trained on "
-            f"(fingerprint {ctx.corpus.fingerprint()}, trained on {trained_on})"
+            f"(fingerprint {fingerprint}, trained on {trained_on})"
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
@@ -91,7 +91,7 @@ def evaluate_run(
         "split": ev.split,
         "remove_history": ev.remove_history,
         "results": results,
-        "data_fingerprint": ctx.corpus.fingerprint(),
+        "data_fingerprint": fingerprint,
         "splits_sha256": ctx.manifest.get("splits_sha256"),
         "data_dir": str(data_dir),
         "config_hash": config_hash(cfg),

@@ -191,29 +191,18 @@ class Collator:
         self.tok, self.max_source, self.max_target = tokenizer, max_source, max_target
         self.truncated = 0  # sources and targets cut at the length limits (reported per epoch)
 
-    def _count_truncated(self, enc) -> None:
+    def _encode(self, texts, max_length: int):
+        enc = self.tok(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         if enc.encodings is not None:  # fast tokenizers report what truncation cut off
             self.truncated += sum(1 for e in enc.encodings if e.overflowing)
+        return enc
 
     def __call__(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
         sources, targets = zip(*pairs)
-        enc = self.tok(
-            list(sources),
-            padding=True,
-            truncation=True,
-            max_length=self.max_source,
-            return_tensors="pt",
-        )
-        target_enc = self.tok(
-            list(targets),
-            padding=True,
-            truncation=True,
-            max_length=self.max_target,
-            return_tensors="pt",
-        )
-        self._count_truncated(enc)
-        self._count_truncated(target_enc)
-        labels = target_enc.input_ids
+        enc = self._encode(sources, self.max_source)
+        labels = self._encode(targets, self.max_target).input_ids
         labels[labels == self.tok.pad_token_id] = -100
         enc["labels"] = labels
         return dict(enc)
@@ -295,7 +284,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
     model = build_model(cfg.model, tokenizer, item_ids)
 
     collator = Collator(tokenizer, cfg.train.max_source_length, cfg.train.max_target_length)
-    batches_per_epoch = math.ceil(len(epoch_examples(cfg, ctx, families, 0)) / cfg.train.batch_size)
+    first_pairs = epoch_examples(cfg, ctx, families, 0)  # sizes the schedule, trained in epoch 0
+    batches_per_epoch = math.ceil(len(first_pairs) / cfg.train.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / accelerator.num_processes)  # per process
     total_steps = steps_per_epoch * cfg.train.epochs
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.train.weight_decay)
@@ -326,7 +316,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
         t0 = time.time()
         loader = accelerator.prepare(
             DataLoader(
-                epoch_examples(cfg, ctx, families, epoch),
+                first_pairs if epoch == 0 else epoch_examples(cfg, ctx, families, epoch),
                 batch_size=cfg.train.batch_size,
                 shuffle=False,
                 collate_fn=collator,
