@@ -1,4 +1,4 @@
-"""Command line: ``p5rec demo | prepare | train | evaluate | recommend``."""
+"""Command line: ``p5rec demo | prepare | stats | train | evaluate | recommend``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 __all__ = ["main"]
+
+
+COLUMNS = ("user", "item", "time", "rating", "review", "summary", "title", "category")
 
 
 class CliError(Exception):
@@ -34,13 +37,52 @@ def _run_dir(path: str) -> Path:
     return run
 
 
+def _read_options(args: argparse.Namespace):
+    from p5rec.data.readers import ReadOptions
+
+    files = []
+    for spec in args.file or []:
+        role, sep, path = spec.partition("=")
+        if not sep or not role or not path:
+            raise CliError(f"--file expects ROLE=PATH, got {spec!r}")
+        files.append((role, path))
+    rating_range = None
+    if args.rating_range:
+        try:
+            lo, hi = (float(x) for x in args.rating_range.split(","))
+        except ValueError:
+            raise CliError(f"--rating-range expects LOW,HIGH, got {args.rating_range!r}") from None
+        rating_range = (lo, hi)
+    cols = {f"{c}_col": getattr(args, f"{c}_col") for c in COLUMNS}
+    return ReadOptions(
+        on_error=args.on_error,
+        k_core=args.k_core,
+        dedupe=args.dedupe,
+        files=tuple(files),
+        rating_range=rating_range,
+        encoding=args.encoding,
+        category_sep=args.category_sep,
+        delimiter=args.delimiter,
+        progress=not args.quiet,
+        **cols,
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from p5rec.data.dataset import prepare
+    from p5rec.data.stats import dataset_card
 
     cfg = _config(args)
-    manifest = prepare(args.source, args.input, args.out, cfg.data)
-    print(f"wrote {args.out}")
-    print(json.dumps({"counts": manifest["counts"], "splits": manifest["splits"]}, indent=2))
+    manifest = prepare(args.source, args.input, args.out, cfg.data, _read_options(args))
+    print(dataset_card(manifest))
+    print(f"wrote {args.out} in {manifest['seconds']:.1f} s")
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from p5rec.data.stats import dataset_card, read_manifest
+
+    manifest = read_manifest(args.dir)
+    print(json.dumps(manifest, indent=2) if args.json else dataset_card(manifest))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -123,9 +165,44 @@ def _parser() -> argparse.ArgumentParser:
     sp = add(
         "prepare", "Read a dataset source and write a processed dataset directory.", cmd_prepare
     )
-    sp.add_argument("--source", default="synthetic", help="reader name (default: synthetic)")
+    sp.add_argument(
+        "--source",
+        default="synthetic",
+        help="reader: synthetic, s3rec, amazon, movielens, csv, jsonl, parquet "
+        "(default: synthetic)",
+    )
     sp.add_argument("--input", default=None, help="input file or folder of the source")
     sp.add_argument("--out", required=True, help="output dataset directory")
+    sp.add_argument(
+        "--file",
+        action="append",
+        metavar="ROLE=PATH",
+        help="name an input file by role (e.g. meta=meta_Beauty.json.gz, datamaps=...)",
+    )
+    sp.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="bad records: stop with an error (default) or skip them and count them",
+    )
+    sp.add_argument("--k-core", type=int, default=0, help="keep users/items with >= K events")
+    sp.add_argument(
+        "--dedupe",
+        choices=["none", "exact", "first", "last"],
+        default="exact",
+        help="duplicate events: identical (user, item, time) [exact, default], or per "
+        "(user, item) keep the first/last",
+    )
+    sp.add_argument("--rating-range", metavar="LOW,HIGH", help="valid ratings (default 1,5)")
+    sp.add_argument("--encoding", help="text encoding of csv/jsonl inputs (default utf-8)")
+    sp.add_argument("--delimiter", help="CSV field delimiter (default ',' or tab for .tsv)")
+    sp.add_argument("--category-sep", default="|", help="separator in --category-col values")
+    for col in COLUMNS:
+        sp.add_argument(f"--{col}-col", help=f"{col} column (csv/jsonl/parquet sources)")
+
+    sp = add("stats", "Print the dataset card of a prepared dataset directory.", cmd_stats)
+    sp.add_argument("dir", help="prepared dataset directory")
+    sp.add_argument("--json", action="store_true", help="print the whole manifest")
 
     sp = add(
         "train",

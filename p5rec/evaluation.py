@@ -47,7 +47,7 @@ def evaluate_run(
     model, tokenizer, index = load_trained(run_dir)
     data_dir = cfg.data.path or run_info.get("data_dir") or run_dir / "data"
     ctx = build_context(cfg, data_dir, index)
-    trained_on, fingerprint = run_info.get("data_fingerprint"), ctx.corpus.fingerprint()
+    trained_on, fingerprint = run_info.get("data_fingerprint"), ctx.manifest["fingerprint"]
     if trained_on and trained_on != fingerprint:
         raise ConfigError(
             f"{data_dir} is not the dataset {run_dir} was trained on "

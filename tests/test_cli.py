@@ -5,7 +5,7 @@ import pytest
 from p5rec.cli import main
 
 
-@pytest.mark.parametrize("command", ["demo", "prepare", "train", "evaluate", "recommend"])
+@pytest.mark.parametrize("command", ["demo", "prepare", "stats", "train", "evaluate", "recommend"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -32,7 +32,11 @@ def test_prepare_writes_a_dataset(tmp_path, capsys):
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["users"] == 20 and manifest["counts"]["items"] == 40
-    assert (out / "splits.json").is_file() and (out / "interactions.parquet").is_file()
+    for name in ("interactions", "items", "users", "candidates"):
+        assert (out / f"{name}.parquet").is_file()
+    assert main(["stats", str(out)]) == 0
+    card = capsys.readouterr().out
+    assert "users 20  items 40" in card and "next_item          yes" in card
 
 
 def test_errors_are_clear(tmp_path, capsys, tiny_run):

@@ -179,12 +179,15 @@ class Corpus:
         for name in ("interactions.parquet", "items.parquet"):
             if not (directory / name).is_file():
                 raise CorpusError(f"{directory}: missing {name} (is this a prepared dataset?)")
-        it = pq.read_table(directory / "items.parquet").to_pydict()
+        it = pq.read_table(
+            directory / "items.parquet", columns=["item", "title", "text", "categories"]
+        ).to_pydict()
         items = {
             i: Item(i, t or "", x or "", tuple(c or ()))
             for i, t, x, c in zip(it["item"], it["title"], it["text"], it["categories"])
         }
-        ev = pq.read_table(directory / "interactions.parquet").to_pydict()
+        cols = ["user", "item", "timestamp", "rating", "review", "summary"]
+        ev = pq.read_table(directory / "interactions.parquet", columns=cols).to_pydict()
         interactions = [
             Interaction(u, i, int(t), r, rv, s)
             for u, i, t, r, rv, s in zip(

@@ -1,4 +1,4 @@
-"""Evaluation splits of PROTOCOLS.md, computed from a corpus with fixed seeds.
+"""Evaluation splits of PROTOCOLS.md, computed with fixed seeds on columnar events.
 
 * next item: leave-one-out per user; test target s_n, validation target s_(n-1), training
   targets s_2..s_(n-2), each with its preceding items (history capped at ``max_history``).
@@ -9,21 +9,26 @@
 * category: items with categories split 80/10/10 by item.
 * candidate ranking: for each validation/test user, the true item plus negatives the user
   never interacted with, sampled with a fixed seed.
+
+``assign_splits`` tags every event and item with its split (what a dataset directory
+stores); ``Splits`` is the in-memory view the task families read, built from those tags.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from p5rec.config import DataConfig
 from p5rec.data.corpus import Corpus
 
-__all__ = ["SequenceExample", "Splits", "make_splits"]
+__all__ = ["SPLITS", "Assignment", "SequenceExample", "Splits", "assign_splits", "make_splits"]
 
 SPLITS = ("train", "valid", "test")
+NONE, TRAIN, VALID, TEST = 0, 1, 2, 3  # split codes; NONE: in no split of that task
+CODE = {"train": TRAIN, "valid": VALID, "test": TEST}
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,156 @@ class SequenceExample:
 
 
 @dataclass
+class Assignment:
+    """Split codes per event and per item, candidate lists, and what was moved or left out."""
+
+    next_item: np.ndarray  # (events,) int8
+    review: np.ndarray  # (events,) int8
+    category: np.ndarray  # (items,) int8
+    candidates: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (user codes, (n, num) items)
+    report: dict[str, int] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, dict[str, int]]:
+        def count(codes):
+            return {s: int((codes == CODE[s]).sum()) for s in SPLITS}
+
+        return {
+            "next_item": count(self.next_item),
+            "reviews": count(self.review),
+            "category": count(self.category),
+            "candidates": {s: len(self.candidates[s][0]) for s in ("valid", "test")},
+        }
+
+
+def _groups(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, length) of each user's run of events; ``user`` must be sorted."""
+    if len(user) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], user[1:] != user[:-1]]))
+    lengths = np.diff(np.concatenate([starts, [len(user)]]))
+    return starts, lengths
+
+
+def _next_item(user: np.ndarray) -> tuple[np.ndarray, int]:
+    starts, lengths = _groups(user)
+    pos = np.arange(len(user)) - np.repeat(starts, lengths)  # position in the user's sequence
+    n = np.repeat(lengths, lengths)
+    codes = np.zeros(len(user), dtype=np.int8)
+    ok = n >= 3  # needs a training, a validation and a test target
+    codes[ok & (pos >= 1) & (pos <= n - 3)] = TRAIN
+    codes[ok & (pos == n - 2)] = VALID
+    codes[ok & (pos == n - 1)] = TEST
+    return codes, int((lengths < 3).sum())
+
+
+def _ratio_split(keys: list, ratios, rng: random.Random) -> dict[str, list]:
+    keys = list(keys)
+    rng.shuffle(keys)
+    n_train = round(ratios[0] * len(keys))
+    n_valid = round(ratios[1] * len(keys))
+    return {
+        "train": keys[:n_train],
+        "valid": keys[n_train : n_train + n_valid],
+        "test": keys[n_train + n_valid :],
+    }
+
+
+def _reviews(user, item, rated, next_codes, n_users, n_items, cfg: DataConfig, report):
+    held_out = next_codes >= VALID if cfg.exclude_holdout_from_reviews else np.zeros_like(rated)
+    report["reviews_left_out_next_item_holdout"] = int((held_out & rated).sum())
+    pool = np.flatnonzero(rated & ~held_out).tolist()
+    split = _ratio_split(pool, cfg.review_split, random.Random(cfg.split_seed))
+    seen_user = np.zeros(n_users, dtype=bool)
+    seen_item = np.zeros(n_items, dtype=bool)
+    train = np.asarray(split["train"], dtype=np.int64)
+    seen_user[user[train]] = True
+    seen_item[item[train]] = True
+    codes = np.zeros(len(user), dtype=np.int8)
+    codes[train] = TRAIN
+    moved = 0
+    for name in ("valid", "test"):
+        for n in split[name]:
+            u, i = user[n], item[n]
+            if seen_user[u] and seen_item[i]:
+                codes[n] = CODE[name]
+            else:  # would be unseen in training: move it there (and count it)
+                codes[n] = TRAIN
+                seen_user[u] = seen_item[i] = True
+                moved += 1
+    report["reviews_moved_to_train_unseen"] = moved
+    return codes
+
+
+def _candidates(user, item, next_codes, n_items, num, seed, report):
+    """Candidate lists per validation/test user; users without enough negatives are counted.
+
+    With a catalogue smaller than ``num`` there are no lists at all (reported).
+    """
+    starts, lengths = _groups(user)
+    out = {}
+    report["candidates_catalogue_too_small"] = int(num > n_items)
+    report["candidates_users_without_enough_negatives"] = 0
+    for name in ("valid", "test"):
+        rng = random.Random(f"{seed}-{name}")
+        targets = np.flatnonzero(next_codes == CODE[name]) if num <= n_items else np.zeros(0, int)
+        rows = np.empty((len(targets), num), dtype=np.int32)
+        keep = np.ones(len(targets), dtype=bool)
+        group = np.searchsorted(starts, targets, side="right") - 1
+        for r, (n, g) in enumerate(zip(targets.tolist(), group.tolist())):
+            interacted = set(item[starts[g] : starts[g] + lengths[g]].tolist())
+            if n_items - len(interacted) < num - 1:
+                keep[r] = False
+                report["candidates_users_without_enough_negatives"] += 1
+                continue
+            chosen: list[int] = []
+            taken: set[int] = set()
+            while len(chosen) < num - 1:
+                c = rng.randrange(n_items)
+                if c not in interacted and c not in taken:
+                    taken.add(c)
+                    chosen.append(c)
+            rows[r, 0] = item[n]
+            rows[r, 1:] = chosen
+        out[name] = (user[targets[keep]].astype(np.int32), rows[keep])
+    return out
+
+
+def assign_splits(
+    user: np.ndarray,
+    item: np.ndarray,
+    rated: np.ndarray,
+    n_users: int,
+    has_category: np.ndarray,
+    cfg: DataConfig,
+) -> Assignment:
+    """Split codes for events sorted by (user, time) with dense sorted-id codes.
+
+    Args:
+        user, item: (events,) codes; users' codes follow sorted user ids, items' codes
+            sorted item ids (so seeded sampling does not depend on input order).
+        rated: (events,) bool, events that carry a rating.
+        has_category: (items,) bool, items that carry a category label.
+    """
+    n_items = len(has_category)
+    report: dict[str, int] = {}
+    next_codes, too_short = _next_item(user)
+    report["users_too_short_for_next_item"] = too_short
+    review = _reviews(user, item, rated, next_codes, n_users, n_items, cfg, report)
+    labelled = np.flatnonzero(has_category).tolist()
+    report["items_without_categories"] = n_items - len(labelled)
+    cat = _ratio_split(labelled, cfg.category_split, random.Random(cfg.split_seed + 1))
+    category = np.zeros(n_items, dtype=np.int8)
+    for name, members in cat.items():
+        category[np.asarray(members, dtype=np.int64)] = CODE[name]
+    candidates = _candidates(
+        user, item, next_codes, n_items, cfg.num_candidates, cfg.split_seed, report
+    )
+    return Assignment(next_codes, review, category, candidates, report)
+
+
+@dataclass
 class Splits:
-    """All task splits of one corpus; JSON-serialisable via ``save``/``load``."""
+    """All task splits of one corpus, as the task families read them."""
 
     next_item: dict[str, list[SequenceExample]]
     reviews: dict[str, list[int]]  # indices into corpus.interactions
@@ -54,126 +207,59 @@ class Splits:
             "candidates": {s: len(v) for s, v in self.candidates.items()},
         }
 
-    def save(self, path: str | Path) -> None:
-        blob = {
-            "next_item": {s: [asdict(e) for e in v] for s, v in self.next_item.items()},
-            "reviews": self.reviews,
-            "category": self.category,
-            "candidates": self.candidates,
-            "report": self.report,
-        }
-        Path(path).write_text(json.dumps(blob), encoding="utf-8")
-
     @classmethod
-    def load(cls, path: str | Path) -> Splits:
-        blob = json.loads(Path(path).read_text(encoding="utf-8"))
-        next_item = {
-            s: [
-                SequenceExample(e["user"], tuple(e["history"]), e["target"], e["position"])
-                for e in v
-            ]
-            for s, v in blob["next_item"].items()
-        }
-        return cls(next_item, blob["reviews"], blob["category"], blob["candidates"], blob["report"])
-
-
-def _next_item(corpus: Corpus, max_history: int) -> tuple[dict[str, list[SequenceExample]], int]:
-    out: dict[str, list[SequenceExample]] = {s: [] for s in SPLITS}
-    too_short = 0
-    for user, seq in corpus.sequences().items():
-        n = len(seq)
-        if n < 3:  # needs a training, a validation and a test target
-            too_short += 1
-            continue
-        for t in range(1, n):
-            split = "test" if t == n - 1 else "valid" if t == n - 2 else "train"
-            history = tuple(seq[max(0, t - max_history) : t])
-            out[split].append(SequenceExample(user, history, seq[t], t))
-    return out, too_short
-
-
-def _ratio_split(keys: list, ratios: tuple[float, float, float], rng: random.Random) -> dict:
-    keys = list(keys)
-    rng.shuffle(keys)
-    n_train = round(ratios[0] * len(keys))
-    n_valid = round(ratios[1] * len(keys))
-    return {
-        "train": keys[:n_train],
-        "valid": keys[n_train : n_train + n_valid],
-        "test": keys[n_train + n_valid :],
-    }
-
-
-def _reviews(corpus: Corpus, cfg: DataConfig, report: dict[str, int]) -> dict[str, list[int]]:
-    held_out: set[int] = set()
-    if cfg.exclude_holdout_from_reviews:
-        for idx in corpus.event_indices().values():
-            if len(idx) >= 3:
-                held_out.update(idx[-2:])
-    pool = [
-        n for n, e in enumerate(corpus.interactions) if e.rating is not None and n not in held_out
-    ]
-    report["reviews_left_out_next_item_holdout"] = sum(
-        1 for n in held_out if corpus.interactions[n].rating is not None
-    )
-    split = _ratio_split(pool, cfg.review_split, random.Random(cfg.split_seed))
-    users = {corpus.interactions[n].user for n in split["train"]}
-    items = {corpus.interactions[n].item for n in split["train"]}
-    moved = 0
-    for name in ("valid", "test"):
-        keep = []
-        for n in split[name]:
-            e = corpus.interactions[n]
-            if e.user in users and e.item in items:
-                keep.append(n)
-            else:  # would be unseen in training: move it there (and count it)
-                split["train"].append(n)
-                users.add(e.user)
-                items.add(e.item)
-                moved += 1
-        split[name] = keep
-    report["reviews_moved_to_train_unseen"] = moved
-    return {s: sorted(v) for s, v in split.items()}
-
-
-def _candidates(
-    corpus: Corpus, next_item: dict[str, list[SequenceExample]], num: int, seed: int
-) -> dict[str, dict[str, list[str]]]:
-    catalogue = sorted(corpus.items)
-    seqs = corpus.sequences()
-    if num > len(catalogue):
-        raise ValueError(f"data.num_candidates={num} exceeds the catalogue size {len(catalogue)}")
-    out: dict[str, dict[str, list[str]]] = {}
-    for split in ("valid", "test"):
-        rng = random.Random(f"{seed}-{split}")
-        out[split] = {}
-        for ex in next_item[split]:
-            interacted = set(seqs[ex.user])
-            negatives: list[str] = []
-            chosen: set[str] = set()
-            if len(catalogue) - len(interacted) < num - 1:
-                raise ValueError(
-                    f"user {ex.user!r}: only {len(catalogue) - len(interacted)} items never "
-                    f"interacted with, fewer than the {num - 1} negatives asked for"
-                )
-            while len(negatives) < num - 1:
-                item = catalogue[rng.randrange(len(catalogue))]
-                if item not in interacted and item not in chosen:
-                    chosen.add(item)
-                    negatives.append(item)
-            out[split][ex.user] = [ex.target, *negatives]
-    return out
+    def from_codes(
+        cls,
+        corpus: Corpus,
+        next_codes,
+        review_codes,
+        category: dict[str, str | None],
+        candidates: dict[str, dict[str, list[str]]],
+        max_history: int,
+        report: dict | None = None,
+    ) -> Splits:
+        """The view of ``corpus`` given per-event split names (None: in no split)."""
+        next_item: dict[str, list[SequenceExample]] = {s: [] for s in SPLITS}
+        for user, idx in corpus.event_indices().items():
+            seq = [corpus.interactions[n].item for n in idx]
+            for t, n in enumerate(idx):
+                if next_codes[n]:
+                    history = tuple(seq[max(0, t - max_history) : t])
+                    next_item[next_codes[n]].append(SequenceExample(user, history, seq[t], t))
+        reviews = {s: [n for n, c in enumerate(review_codes) if c == s] for s in SPLITS}
+        cats = {s: sorted(i for i, c in category.items() if c == s) for s in SPLITS}
+        return cls(next_item, reviews, cats, candidates, dict(report or {}))
 
 
 def make_splits(corpus: Corpus, cfg: DataConfig) -> Splits:
-    """Compute every split of PROTOCOLS.md for ``corpus`` (deterministic in the seeds)."""
-    report: dict[str, int] = {}
-    next_item, too_short = _next_item(corpus, cfg.max_history)
-    report["users_too_short_for_next_item"] = too_short
-    reviews = _reviews(corpus, cfg, report)
-    with_categories = sorted(i for i, item in corpus.items.items() if item.categories)
-    report["items_without_categories"] = len(corpus.items) - len(with_categories)
-    category = _ratio_split(with_categories, cfg.category_split, random.Random(cfg.split_seed + 1))
-    category = {s: sorted(v) for s, v in category.items()}
-    candidates = _candidates(corpus, next_item, cfg.num_candidates, cfg.split_seed)
-    return Splits(next_item, reviews, category, candidates, report)
+    """Every split of PROTOCOLS.md for an in-memory corpus (deterministic in the seeds).
+
+    As in a prepared dataset, the catalogue is the items that have events.
+    """
+    users = sorted({e.user for e in corpus.interactions})
+    items = sorted({e.item for e in corpus.interactions})  # the catalogue: items with events
+    ucode = {u: n for n, u in enumerate(users)}
+    icode = {i: n for n, i in enumerate(items)}
+    evs = corpus.interactions  # sorted by (user, timestamp, input order)
+    user = np.array([ucode[e.user] for e in evs], dtype=np.int32)
+    item = np.array([icode[e.item] for e in evs], dtype=np.int32)
+    rated = np.array([e.rating is not None for e in evs], dtype=bool)
+    has_cat = np.array([bool(corpus.items[i].categories) for i in items], dtype=bool)
+    a = assign_splits(user, item, rated, len(users), has_cat, cfg)
+    names = (None, *SPLITS)
+    candidates = {
+        s: {
+            users[u]: [items[c] for c in row]
+            for u, row in zip(a.candidates[s][0].tolist(), a.candidates[s][1].tolist())
+        }
+        for s in ("valid", "test")
+    }
+    return Splits.from_codes(
+        corpus,
+        [names[c] for c in a.next_item.tolist()],
+        [names[c] for c in a.review.tolist()],
+        {i: names[c] for i, c in zip(items, a.category.tolist())},
+        candidates,
+        cfg.max_history,
+        a.report,
+    )
