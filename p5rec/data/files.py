@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from p5rec.data.problems import Problems, ReadError
 __all__ = ["LineCursor", "file_sha256", "iter_lines", "open_binary", "require_file"]
 
 PROGRESS_EVERY = 65536  # lines between progress-bar updates
+CORRUPT = (OSError, EOFError, zlib.error, zipfile.BadZipFile)  # damaged .gz / .zip data
 
 
 def require_file(path: str | Path, what: str) -> Path:
@@ -93,34 +95,41 @@ def iter_lines(
     cursor = cursor or LineCursor(path)
     size = path.stat().st_size
     seen = 0
-    with (
-        open_binary(path) as (stream, raw),
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc=f"read {path.name}",
-            disable=not progress or None,
-            leave=False,
-        ) as bar,
-    ):
-        for n, data in enumerate(stream, 1):
-            cursor.line = n
-            if n % PROGRESS_EVERY == 0:
-                bar.update(raw.tell() - bar.n)
-            try:
-                text = data.decode(encoding)
-            except UnicodeDecodeError as e:
-                problems.report(
-                    path, n, "encoding", f"bytes at column {e.start + 1} are not valid {encoding}"
-                )
+    n = 0
+    try:
+        with (
+            open_binary(path) as (stream, raw),
+            tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                desc=f"read {path.name}",
+                disable=not progress or None,
+                leave=False,
+            ) as bar,
+        ):
+            for n, data in enumerate(stream, 1):
+                cursor.line = n
+                if n % PROGRESS_EVERY == 0:
+                    bar.update(raw.tell() - bar.n)
+                try:
+                    text = data.decode(encoding)
+                except UnicodeDecodeError as e:
+                    problems.report(
+                        path,
+                        n,
+                        "encoding",
+                        f"bytes at column {e.start + 1} are not valid {encoding}",
+                    )
+                    seen += 1
+                    continue
+                text = text.rstrip("\r\n")
+                if skip_blank and not text.strip():
+                    continue
                 seen += 1
-                continue
-            text = text.rstrip("\r\n")
-            if skip_blank and not text.strip():
-                continue
-            seen += 1
-            yield n, text
-        bar.update(raw.tell() - bar.n)
+                yield n, text
+            bar.update(raw.tell() - bar.n)
+    except CORRUPT as e:  # a damaged compressed stream cannot be resynchronised: stop
+        raise ReadError(path, n + 1, "corrupt_archive", f"cannot decompress: {e}") from None
     if seen == 0:
         raise ReadError(path, None, "empty_file", "the file is empty (no records)")

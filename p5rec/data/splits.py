@@ -122,37 +122,60 @@ def _reviews(user, item, rated, next_codes, n_users, n_items, cfg: DataConfig, r
     return codes
 
 
+def _sample_negatives(
+    rng: np.random.Generator, users: np.ndarray, seen: np.ndarray, n_items: int, k: int
+) -> np.ndarray:
+    """(len(users), k) distinct items each user never interacted with, uniformly at random.
+
+    Vectorised rejection sampling: draw with replacement, drop draws the user interacted
+    with (``seen``: sorted ``user * n_items + item`` keys) and repeats within the row, keep
+    the first ``k`` survivors in draw order; rows short of ``k`` are drawn again.
+    """
+    out = np.empty((len(users), k), dtype=np.int64)
+    todo = np.arange(len(users))
+    width = k + k // 2 + 8
+    while len(todo):
+        draws = rng.integers(0, n_items, size=(len(todo), width))  # (rows, width)
+        keys = users[todo, None].astype(np.int64) * n_items + draws
+        pos = np.minimum(np.searchsorted(seen, keys), len(seen) - 1)
+        bad = seen[pos] == keys
+        order = np.argsort(draws, axis=1, kind="stable")  # first draw of a repeat comes first
+        ranked = np.take_along_axis(draws, order, axis=1)
+        repeat = np.zeros_like(bad)
+        repeat[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+        np.put_along_axis(bad, order, repeat | np.take_along_axis(bad, order, axis=1), axis=1)
+        enough = (~bad).sum(axis=1) >= k
+        first = np.argsort(bad, axis=1, kind="stable")[:, :k]  # survivors in draw order
+        picked = np.take_along_axis(draws, first, axis=1)
+        out[todo[enough]] = picked[enough]
+        todo = todo[~enough]
+        width *= 2
+    return out
+
+
 def _candidates(user, item, next_codes, n_items, num, seed, report):
     """Candidate lists per validation/test user; users without enough negatives are counted.
 
     With a catalogue smaller than ``num`` there are no lists at all (reported).
     """
-    starts, lengths = _groups(user)
-    out = {}
     report["candidates_catalogue_too_small"] = int(num > n_items)
-    report["candidates_users_without_enough_negatives"] = 0
-    for name in ("valid", "test"):
-        rng = random.Random(f"{seed}-{name}")
+    seen = np.unique(user.astype(np.int64) * n_items + item)
+    n_seen = np.bincount(user, minlength=int(user.max()) + 1 if len(user) else 0)
+    out = {}
+    short = 0
+    for s, name in enumerate(("valid", "test")):
+        rng = np.random.default_rng([seed, s])
         targets = np.flatnonzero(next_codes == CODE[name]) if num <= n_items else np.zeros(0, int)
+        ok = n_items - n_seen[user[targets]] >= num - 1
+        short += int((~ok).sum())
+        targets = targets[ok]
         rows = np.empty((len(targets), num), dtype=np.int32)
-        keep = np.ones(len(targets), dtype=bool)
-        group = np.searchsorted(starts, targets, side="right") - 1
-        for r, (n, g) in enumerate(zip(targets.tolist(), group.tolist())):
-            interacted = set(item[starts[g] : starts[g] + lengths[g]].tolist())
-            if n_items - len(interacted) < num - 1:
-                keep[r] = False
-                report["candidates_users_without_enough_negatives"] += 1
-                continue
-            chosen: list[int] = []
-            taken: set[int] = set()
-            while len(chosen) < num - 1:
-                c = rng.randrange(n_items)
-                if c not in interacted and c not in taken:
-                    taken.add(c)
-                    chosen.append(c)
-            rows[r, 0] = item[n]
-            rows[r, 1:] = chosen
-        out[name] = (user[targets[keep]].astype(np.int32), rows[keep])
+        rows[:, 0] = item[targets]
+        for lo in range(0, len(targets), 20000):  # bounded memory for the draw matrices
+            part = user[targets[lo : lo + 20000]]
+            rows[lo : lo + 20000, 1:] = _sample_negatives(rng, part, seen, n_items, num - 1)
+        out[name] = (user[targets].astype(np.int32), rows)
+    report["candidates_users_without_enough_negatives"] = short
     return out
 
 

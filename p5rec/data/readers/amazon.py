@@ -22,7 +22,7 @@ from pathlib import Path
 from p5rec.data.corpus import Item
 from p5rec.data.events import EventBuilder
 from p5rec.data.files import iter_lines
-from p5rec.data.readers.base import SourceData, locate, parse_rating, register
+from p5rec.data.readers.base import SourceData, is_integer, locate, parse_rating, register
 
 REVIEW_PATTERNS = ("reviews_*.json*", "*_5.json*", "*.json.gz", "*.json", "*.zip")
 META_PATTERNS = ("meta_*.json*",)
@@ -46,7 +46,7 @@ def _time(rec: dict) -> int | None:
     t = rec.get("unixReviewTime")
     if isinstance(t, int) and not isinstance(t, bool):
         return t
-    if isinstance(t, str) and t.strip().lstrip("-").isdigit():
+    if isinstance(t, str) and is_integer(t):
         return int(t)
     s = rec.get("reviewTime")
     if isinstance(s, str):

@@ -14,6 +14,7 @@ from p5rec.data.problems import POLICIES, Problems, ReadError
 
 __all__ = [
     "READERS",
+    "is_integer",
     "ReadOptions",
     "Reader",
     "SourceData",
@@ -98,6 +99,14 @@ def register(name: str) -> Callable[[Reader], Reader]:
         return fn
 
     return deco
+
+
+def is_integer(text: str) -> bool:
+    """An optionally signed run of ASCII digits (``int`` accepts it; unlike ``isdigit``,
+    superscripts and other Unicode digits do not pass)."""
+    t = text.strip()
+    t = t[1:] if t[:1] in "+-" else t
+    return t.isascii() and t.isdigit()
 
 
 def parse_rating(

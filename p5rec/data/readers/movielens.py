@@ -11,7 +11,7 @@ from pathlib import Path
 from p5rec.data.corpus import Item
 from p5rec.data.events import EventBuilder
 from p5rec.data.files import iter_lines
-from p5rec.data.readers.base import SourceData, locate, parse_rating, register
+from p5rec.data.readers.base import SourceData, is_integer, locate, parse_rating, register
 
 GENRES_100K = (
     "unknown",
@@ -53,7 +53,7 @@ def _fields(path, problems, sep: str, expect: int, encoding: str, progress: bool
 
 def _int(value: str, path, n, field: str, problems) -> int | None:
     v = value.strip()
-    if v.lstrip("-").isdigit():
+    if is_integer(v):
         return int(v)
     problems.report(path, n, "bad_value", f"field {field!r} is {value!r}, expected an integer")
     return None
@@ -75,7 +75,7 @@ def _items_100k(path, genres, options, problems) -> dict[str, Item]:
     items = {}
     width = 5 + len(genres)
     for n, f in _fields(path, problems, "|", width, "latin-1", options.progress):
-        if not f[0].strip().isdigit():
+        if not is_integer(f[0]):
             problems.report(path, n, "bad_value", f"movie id {f[0]!r} is not an integer")
             continue
         flags = f[5:]
@@ -90,7 +90,7 @@ def _items_100k(path, genres, options, problems) -> dict[str, Item]:
 def _items_1m(path, options, problems) -> dict[str, Item]:
     items = {}
     for n, f in _fields(path, problems, "::", 3, "latin-1", options.progress):
-        if not f[0].strip().isdigit():
+        if not is_integer(f[0]):
             problems.report(path, n, "bad_value", f"movie id {f[0]!r} is not an integer")
             continue
         cats = tuple(g for g in f[2].split("|") if g and g != "(no genres listed)")
@@ -101,7 +101,7 @@ def _items_1m(path, options, problems) -> dict[str, Item]:
 def _users(path, sep, names, options, problems) -> dict[str, dict[str, str]]:
     users = {}
     for n, f in _fields(path, problems, sep, len(names) + 1, "latin-1", options.progress):
-        if not f[0].strip().isdigit():
+        if not is_integer(f[0]):
             problems.report(path, n, "bad_value", f"user id {f[0]!r} is not an integer")
             continue
         users[f[0].strip()] = dict(zip(names, (x.strip() for x in f[1:])))

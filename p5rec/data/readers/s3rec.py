@@ -23,7 +23,7 @@ from p5rec.data.corpus import Item
 from p5rec.data.events import EventBuilder
 from p5rec.data.files import iter_lines
 from p5rec.data.problems import ReadError
-from p5rec.data.readers.base import SourceData, load_json, locate, register
+from p5rec.data.readers.base import SourceData, is_integer, load_json, locate, register
 
 
 def _sequences(path, problems, progress, datamaps):
@@ -36,7 +36,7 @@ def _sequences(path, problems, progress, datamaps):
         if len(tokens) < 2:
             problems.report(path, n, "missing_field", "expected 'user item [item ...]'")
             continue
-        bad = next((t for t in tokens if not t.isdigit() or int(t) == 0), None)
+        bad = next((t for t in tokens if not is_integer(t) or int(t) <= 0), None)
         if bad is not None:
             problems.report(path, n, "bad_value", f"{bad!r} is not a positive integer id")
             continue
@@ -115,7 +115,7 @@ def _item_texts(path, asin2id, problems, progress):
 def _looks_like_sequences(path: Path) -> bool:
     with open(path, "rb") as f:
         tokens = f.readline().split()
-    return len(tokens) >= 2 and all(t.isdigit() for t in tokens)
+    return len(tokens) >= 2 and all(t.isascii() and t.isdigit() for t in tokens)
 
 
 def _find_sequences(path: Path | None, options) -> Path:
@@ -181,9 +181,12 @@ def read_s3rec(path, cfg, options, problems) -> SourceData:
     text_path = locate(folder, options, "item_texts", ("item_texts.txt",), "item texts", False)
     if text_path:
         if datamaps is None:
-            raise ValueError(
-                f"{text_path}: item texts are keyed by ASIN; they need datamaps.json "
-                "(--file datamaps=PATH) to join them to the sequence ids"
+            raise ReadError(
+                text_path,
+                None,
+                "missing_file",
+                "item texts are keyed by ASIN; they need a usable datamaps.json "
+                "(--file datamaps=PATH) to join them to the sequence ids",
             )
         files["item_texts"] = text_path
         asin2id = {asin: i for i, asin in datamaps["id2item"].items()}

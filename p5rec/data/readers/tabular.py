@@ -21,8 +21,6 @@ from p5rec.data.files import LineCursor, iter_lines
 from p5rec.data.problems import ReadError
 from p5rec.data.readers.base import SourceData, parse_rating, register
 
-OPTIONAL = ("time", "rating", "review", "summary", "title", "category")
-
 
 def _timestamp(value) -> int | None:
     if isinstance(value, bool):
@@ -54,8 +52,14 @@ def _timestamp(value) -> int | None:
     return int(t.timestamp())
 
 
+FIELDS = ("user", "item", "time", "rating", "review", "summary", "title", "category")
+
+
 class _Rows:
-    """Turns mapped rows into events and item metadata, reporting bad values."""
+    """Turns mapped rows into events and item metadata, reporting bad values.
+
+    ``add`` takes one row's values in ``FIELDS`` order (None for an unmapped column).
+    """
 
     def __init__(self, path: Path, options, problems):
         if not options.user_col or not options.item_col:
@@ -63,17 +67,15 @@ class _Rows:
                 "sources csv/jsonl/parquet need a column mapping: --user-col and --item-col"
             )
         self.path, self.options, self.problems = path, options, problems
-        self.cols = {"user": options.user_col, "item": options.item_col}
-        for name in OPTIONAL:
-            if getattr(options, f"{name}_col"):
-                self.cols[name] = getattr(options, f"{name}_col")
+        self.cols = {f: getattr(options, f"{f}_col") for f in FIELDS}
+        self.mapped = [c for c in self.cols.values() if c]
+        self.has_time = bool(self.cols["time"])
         self.rng = options.rating_range or (1.0, 5.0)
         self.builder = EventBuilder()
         self.items: dict[str, Item] = {}
-        self.order = 0
 
     def check_header(self, header, where) -> None:
-        missing = [c for c in self.cols.values() if c not in header]
+        missing = [c for c in self.mapped if c not in header]
         if missing:
             raise ReadError(
                 self.path,
@@ -82,54 +84,47 @@ class _Rows:
                 f"column(s) {missing} not found; the file has {list(header)[:30]}",
             )
 
-    def add(self, get, where) -> None:
+    def add(self, values: tuple, where) -> None:
+        user, item, t, rating, review, summary, title, category = values
         p, path = self.problems, self.path
-        user, item = get("user"), get("item")
-        if user in (None, "") or item in (None, ""):
-            p.report(
-                path,
-                where,
-                "missing_field",
-                f"empty {'user' if user in (None, '') else 'item'}"
-                f" column {self.cols['user' if user in (None, '') else 'item']!r}",
-            )
+        if user is None or user == "" or item is None or item == "":
+            name = "user" if user is None or user == "" else "item"
+            p.report(path, where, "missing_field", f"empty {name} column {self.cols[name]!r}")
             return
-        if "time" in self.cols:
-            ts = _timestamp(get("time"))
+        if self.has_time:
+            ts = t if type(t) is int else _timestamp(t)
             if ts is None:
                 p.report(
                     path,
                     where,
                     "bad_value",
-                    f"column {self.cols['time']!r} is {get('time')!r}, expected epoch "
-                    "seconds or an ISO-8601 date",
+                    f"column {self.cols['time']!r} is {t!r}, expected epoch seconds or an "
+                    "ISO-8601 date",
                 )
                 return
         else:
-            ts = self.order
-        rating = None
-        if "rating" in self.cols:
-            raw = get("rating")
-            if raw not in (None, ""):
-                ok, rating = parse_rating(raw, self.rng, p, path, where, self.cols["rating"])
-                if not ok:
-                    return
-        texts = {}
-        for name in ("review", "summary", "title", "category"):
-            v = get(name) if name in self.cols else None
+            ts = len(self.builder)  # input order
+        if rating is not None and rating != "":
+            ok, rating = parse_rating(rating, self.rng, p, path, where, self.cols["rating"])
+            if not ok:
+                return
+        else:
+            rating = None
+        texts = [review, summary, title, category]
+        for n, v in enumerate(texts):
             if v is not None and not isinstance(v, str):
-                v = str(v) if isinstance(v, (int, float)) else None
-                if v is None:
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    name = FIELDS[4 + n]
                     p.report(path, where, "bad_value", f"column {self.cols[name]!r} is not text")
                     return
-            texts[name] = v or None
-        user, item = str(user), str(item)
-        self.order += 1
-        self.builder.add(user, item, ts, rating, texts["review"], texts["summary"])
-        if (texts["title"] or texts["category"]) and item not in self.items:
+                texts[n] = str(v)
+        review, summary, title, category = (v or None for v in texts)
+        item = str(item)
+        self.builder.add(str(user), item, ts, rating, review, summary)
+        if (title or category) and item not in self.items:
             sep = self.options.category_sep
-            cats = tuple(c.strip() for c in (texts["category"] or "").split(sep) if c.strip())
-            self.items[item] = Item(item, texts["title"] or "", "", cats)
+            cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
+            self.items[item] = Item(item, title or "", "", cats)
 
     def result(self) -> SourceData:
         return SourceData(
@@ -163,7 +158,7 @@ def read_csv(path, cfg, options, problems) -> SourceData:
     except csv.Error as e:
         raise ReadError(path, 1, "malformed", f"bad CSV header: {e}") from None
     rows.check_header(header, 1)
-    where = {c: header.index(c) for c in rows.cols.values()}
+    index = [header.index(rows.cols[f]) if rows.cols[f] else None for f in FIELDS]
     width = len(header)
     while True:
         try:
@@ -180,7 +175,7 @@ def read_csv(path, cfg, options, problems) -> SourceData:
                 path, cursor.line, "columns", f"expected {width} columns, found {len(record)}"
             )
             continue
-        rows.add(lambda k, r=record: r[where[rows.cols[k]]], cursor.line)
+        rows.add(tuple(None if i is None else record[i] for i in index), cursor.line)
     return rows.result()
 
 
@@ -199,16 +194,17 @@ def read_jsonl(path, cfg, options, problems) -> SourceData:
         if not isinstance(rec, dict):
             problems.report(path, n, "malformed", "expected a JSON object")
             continue
-        missing = [c for k, c in rows.cols.items() if k in ("user", "item") and c not in rec]
+        missing = [rows.cols[k] for k in ("user", "item") if rows.cols[k] not in rec]
         if missing:
             problems.report(path, n, "missing_field", f"missing required field(s) {missing}")
             continue
-        rows.add(lambda k, r=rec: r.get(rows.cols[k]), n)
+        rows.add(tuple(rec.get(c) if c else None for c in rows.cols.values()), n)
     return rows.result()
 
 
 @register("parquet")
 def read_parquet(path, cfg, options, problems) -> SourceData:
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
@@ -221,19 +217,32 @@ def read_parquet(path, cfg, options, problems) -> SourceData:
     rows.check_header(pf.schema_arrow.names, None)
     if pf.metadata.num_rows == 0:
         raise ReadError(path, None, "empty_file", "the file has no rows")
-    columns = sorted(set(rows.cols.values()))
+    columns = sorted(set(rows.mapped))
     n = 0
-    with tqdm(
+    bar = tqdm(
         total=pf.metadata.num_rows,
         desc=f"read {path.name}",
         unit="row",
         disable=not options.progress or None,
         leave=False,
-    ) as bar:
+    )
+    try:
         for batch in pf.iter_batches(batch_size=65536, columns=columns):
             data = batch.to_pydict()
-            for r in range(batch.num_rows):
+            none = [None] * batch.num_rows
+            cols = [data[c] if c else none for c in rows.cols.values()]
+            for values in zip(*cols):
                 n += 1
-                rows.add(lambda k, r=r, d=data: d[rows.cols[k]][r], f"row {n}")
+                rows.add(values, f"row {n}")
             bar.update(batch.num_rows)
+    except UnicodeDecodeError as e:
+        raise ReadError(
+            path, f"row {n + 1}", "encoding", f"a text value in this batch is not UTF-8: {e}"
+        ) from None
+    except (OSError, pa.ArrowException) as e:  # damaged pages: the rest cannot be read
+        raise ReadError(
+            path, f"row {n + 1}", "malformed", f"unreadable Parquet data: {e}"
+        ) from None
+    finally:
+        bar.close()
     return rows.result()
