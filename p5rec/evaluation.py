@@ -92,7 +92,6 @@ def evaluate_run(
         "remove_history": ev.remove_history,
         "results": results,
         "data_fingerprint": fingerprint,
-        "splits_sha256": ctx.manifest.get("splits_sha256"),
         "data_dir": str(data_dir),
         "config_hash": config_hash(cfg),
         "config": to_dict(cfg),

@@ -368,7 +368,6 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
     summary = {
         "data_dir": str(data_dir.resolve()),
         "data_fingerprint": ctx.manifest["fingerprint"],
-        "splits_sha256": ctx.manifest.get("splits_sha256"),
         "config_hash": config_hash(cfg),
         "git_commit": git_commit(),
         "num_processes": accelerator.num_processes,

@@ -330,3 +330,90 @@ def test_generic_fatal_errors(tmp_path):
         prep("csv", fx.write(tmp_path / "c.csv", ""), tmp_path / "ds", **fx.CSV_COLUMNS)
     with pytest.raises(ReadError, match="not a readable Parquet file"):
         prep("parquet", fx.write(tmp_path / "d.parquet", "nope"), tmp_path / "ds", **fx.CSV_COLUMNS)
+
+
+def test_cli_prepare_options_are_checked(tmp_path, capsys):
+    from p5rec.cli import main
+
+    path = fx.write(tmp_path / "log.csv", fx.CSV)
+    base = [
+        "prepare",
+        "--source",
+        "csv",
+        "--input",
+        str(path),
+        "--out",
+        str(tmp_path / "ds"),
+        "--user-col",
+        "user",
+        "--item-col",
+        "item",
+        "--quiet",
+        "data.num_candidates=2",
+    ]
+    assert main([*base, "--file", "nonsense"]) == 2
+    assert "--file expects ROLE=PATH" in capsys.readouterr().err
+    assert main([*base, "--rating-range", "5"]) == 2
+    assert "--rating-range expects LOW,HIGH" in capsys.readouterr().err
+    assert main([*base, "--rating-range", "5,1"]) == 2
+    assert "LOW < HIGH" in capsys.readouterr().err
+    assert main([*base, "--k-core", "2", "--time-col", "when"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["stats", str(tmp_path / "nothing")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_csv_quotes_line_breaks_bom_and_encodings(tmp_path):
+    cols = {"user_col": "user", "item_col": "item", "review_col": "review"}
+    good = "".join(f"u{n % 3},i{n % 4},fine\n" for n in range(12))
+    # an unbalanced quote is an error at the line where its record starts
+    path = fx.write(tmp_path / "q.csv", 'user,item,review\nu1,i1,"bad quote\n' + good)
+    with pytest.raises(ReadError) as err:
+        prep("csv", path, tmp_path / "ds", **cols)
+    assert (err.value.kind, err.value.line) == ("malformed", 2)
+    # line breaks inside a quoted field are kept; a byte-order mark is ignored
+    text = '\ufeffuser,item,review\nu1,i1,"line one\nline two"\n' + good
+    prep("csv", fx.write(tmp_path / "ok.csv", text), tmp_path / "ds", **cols)
+    corpus, _, _ = load_dataset(tmp_path / "ds")
+    assert any(e.review == "line one\nline two" for e in corpus.interactions)
+    with pytest.raises(ValueError, match="not ASCII-compatible"):
+        prep("csv", path, tmp_path / "ds", encoding="utf-16", **cols)
+
+
+def test_out_of_range_numbers_are_bad_values(tmp_path):
+    cols = {"user_col": "user", "item_col": "item", "time_col": "t"}
+    rows = "".join(f"u{n % 3},i{n % 4},{n}\n" for n in range(12))
+    for bad in ("99999999999999999999", "1e300"):
+        path = fx.write(tmp_path / "t.csv", f"user,item,t\n{rows}u1,i1,{bad}\n")
+        with pytest.raises(ReadError) as err:
+            prep("csv", path, tmp_path / "ds", **cols)
+        assert (err.value.kind, err.value.line) == ("bad_value", 14)
+    lines = fx.amazon_lines()
+    lines.append(json.dumps(fx.review("U1", "I1", 10**20)))
+    lines.append('{"reviewerID": "U1", "asin": "I1", "overall": ' + "9" * 5000 + "}")
+    path = fx.write(tmp_path / "r.json", "\n".join(lines))
+    m = prep("amazon", path, tmp_path / "ds", on_error="skip")
+    assert m["skipped"]["skipped"] == {"missing_field": 1, "malformed": 1}
+
+
+def test_s3rec_blank_attribute_names_are_reported(tmp_path):
+    names = {**fx.S3REC_NAMES, "2": " "}
+    root = fx.s3rec_dir(tmp_path / "in", **{"Toy_attrid2name.json": names})
+    with pytest.raises(ReadError, match=r"attributes \['2'\] have no usable name"):
+        prep("s3rec", root, tmp_path / "ds")
+
+
+def test_tabular_item_metadata_from_the_first_row_that_has_each_field(tmp_path):
+    text = "user,item,title,genre\nu1,i1,Ball,\nu2,i1,,toys\nu3,i1,Other,games\n"
+    path = fx.write(tmp_path / "m.csv", text)
+    prep(
+        "csv",
+        path,
+        tmp_path / "ds",
+        user_col="user",
+        item_col="item",
+        title_col="title",
+        category_col="genre",
+    )
+    corpus, _, _ = load_dataset(tmp_path / "ds")
+    assert corpus.items["i1"].title == "Ball" and corpus.items["i1"].categories == ("toys",)

@@ -95,3 +95,21 @@ def test_dataset_directory_round_trip(tmp_path):
     assert again.next_item == s.next_item and again.reviews == s.reviews
     assert again.candidates == s.candidates and again.category == s.category
     assert manifest["splits"] == s.sizes()
+
+
+def test_candidates_count_distinct_items_not_events():
+    """A user who repeats items still has enough never-interacted items to sample from."""
+    import numpy as np
+
+    from p5rec.data.splits import assign_splits
+
+    user = np.array([0, 0, 0, 0, 0, 1, 1, 1], dtype=np.int32)
+    item = np.array([0, 1, 0, 1, 0, 2, 3, 2], dtype=np.int32)
+    a = assign_splits(
+        user, item, np.zeros(8, bool), 2, np.zeros(102, bool), DataConfig(num_candidates=101)
+    )
+    users, rows = a.candidates["test"]
+    assert sorted(users.tolist()) == [0, 1]
+    assert a.report["candidates_users_without_enough_negatives"] == 0
+    row = rows[users.tolist().index(0)]
+    assert row[0] == 0 and not set(row[1:].tolist()) & {0, 1} and len(set(row.tolist())) == 101

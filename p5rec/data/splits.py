@@ -160,7 +160,8 @@ def _candidates(user, item, next_codes, n_items, num, seed, report):
     """
     report["candidates_catalogue_too_small"] = int(num > n_items)
     seen = np.unique(user.astype(np.int64) * n_items + item)
-    n_seen = np.bincount(user, minlength=int(user.max()) + 1 if len(user) else 0)
+    n_users = int(user.max()) + 1 if len(user) else 0
+    n_seen = np.bincount(seen // n_items, minlength=n_users)  # distinct items per user
     out = {}
     short = 0
     for s, name in enumerate(("valid", "test")):

@@ -22,7 +22,14 @@ from pathlib import Path
 from p5rec.data.corpus import Item
 from p5rec.data.events import EventBuilder
 from p5rec.data.files import iter_lines
-from p5rec.data.readers.base import SourceData, is_integer, locate, parse_rating, register
+from p5rec.data.readers.base import (
+    SourceData,
+    in_int64,
+    is_integer,
+    locate,
+    parse_rating,
+    register,
+)
 
 REVIEW_PATTERNS = ("reviews_*.json*", "*_5.json*", "*.json.gz", "*.json", "*.zip")
 META_PATTERNS = ("meta_*.json*",)
@@ -32,7 +39,7 @@ def parse_record(text: str):
     """A JSON object, or a Python-literal dict as in the 2014 dumps; None if neither."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or e.g. an integer too long to convert
         pass
     if not text.lstrip().startswith("{"):
         return None
@@ -43,6 +50,11 @@ def parse_record(text: str):
 
 
 def _time(rec: dict) -> int | None:
+    t = _raw_time(rec)
+    return t if t is not None and in_int64(t) else None
+
+
+def _raw_time(rec: dict) -> int | None:
     t = rec.get("unixReviewTime")
     if isinstance(t, int) and not isinstance(t, bool):
         return t

@@ -14,6 +14,7 @@ from p5rec.data.problems import POLICIES, Problems, ReadError
 
 __all__ = [
     "READERS",
+    "in_int64",
     "is_integer",
     "ReadOptions",
     "Reader",
@@ -99,6 +100,14 @@ def register(name: str) -> Callable[[Reader], Reader]:
         return fn
 
     return deco
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def in_int64(value: int) -> bool:
+    """Timestamps are stored as int64: larger values are bad input, not a crash."""
+    return INT64_MIN <= value <= INT64_MAX
 
 
 def is_integer(text: str) -> bool:

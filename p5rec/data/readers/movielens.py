@@ -11,7 +11,14 @@ from pathlib import Path
 from p5rec.data.corpus import Item
 from p5rec.data.events import EventBuilder
 from p5rec.data.files import iter_lines
-from p5rec.data.readers.base import SourceData, is_integer, locate, parse_rating, register
+from p5rec.data.readers.base import (
+    SourceData,
+    in_int64,
+    is_integer,
+    locate,
+    parse_rating,
+    register,
+)
 
 GENRES_100K = (
     "unknown",
@@ -53,7 +60,7 @@ def _fields(path, problems, sep: str, expect: int, encoding: str, progress: bool
 
 def _int(value: str, path, n, field: str, problems) -> int | None:
     v = value.strip()
-    if is_integer(v):
+    if is_integer(v) and in_int64(int(v)):
         return int(v)
     problems.report(path, n, "bad_value", f"field {field!r} is {value!r}, expected an integer")
     return None
@@ -66,8 +73,10 @@ def _genres_100k(folder: Path, options, problems) -> tuple[str, ...]:
     names: dict[int, str] = {}
     for n, (name, idx) in _fields(path, problems, "|", 2, "latin-1", False):
         i = _int(idx, path, n, "index", problems)
-        if i is not None:
-            names[i] = name
+        if i is not None and not name.strip():
+            problems.report(path, n, "bad_value", "empty genre name")
+        elif i is not None:
+            names[i] = name.strip()
     return tuple(names[i] for i in sorted(names))
 
 

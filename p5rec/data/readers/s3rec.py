@@ -86,12 +86,18 @@ def _attributes(path, names_path, known_items, problems):
                     names_path, where, "unknown_attribute", f"no name for attributes {unknown}"
                 )
                 continue
+            blank = [a for a in ids if not isinstance(names[a], str) or not names[a].strip()]
+            if blank:
+                problems.report(
+                    names_path, where, "bad_value", f"attributes {blank} have no usable name"
+                )
+                continue
         lists[key] = ids
     later = {a for ids in lists.values() for a in ids[1:]}
     brands = {ids[0] for ids in lists.values() if ids and ids[0] not in later}
 
     def name(a: str) -> str:
-        return names[a] if names is not None else f"attribute {a}"
+        return names[a].strip() if names is not None else f"attribute {a}"
 
     out = {}
     for key, ids in lists.items():

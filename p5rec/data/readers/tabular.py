@@ -19,10 +19,15 @@ from p5rec.data.corpus import Item
 from p5rec.data.events import EventBuilder
 from p5rec.data.files import LineCursor, iter_lines
 from p5rec.data.problems import ReadError
-from p5rec.data.readers.base import SourceData, parse_rating, register
+from p5rec.data.readers.base import SourceData, in_int64, parse_rating, register
 
 
 def _timestamp(value) -> int | None:
+    t = _parse_time(value)
+    return t if t is not None and in_int64(t) else None
+
+
+def _parse_time(value) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -92,7 +97,7 @@ class _Rows:
             p.report(path, where, "missing_field", f"empty {name} column {self.cols[name]!r}")
             return
         if self.has_time:
-            ts = t if type(t) is int else _timestamp(t)
+            ts = _timestamp(t)
             if ts is None:
                 p.report(
                     path,
@@ -121,15 +126,39 @@ class _Rows:
         review, summary, title, category = (v or None for v in texts)
         item = str(item)
         self.builder.add(str(user), item, ts, rating, review, summary)
-        if (title or category) and item not in self.items:
-            sep = self.options.category_sep
-            cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
-            self.items[item] = Item(item, title or "", "", cats)
+        if title or category:
+            known = self.items.get(item)
+            if known is None or (title and not known.title) or (category and not known.categories):
+                sep = self.options.category_sep
+                cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
+                known = known or Item(item)
+                self.items[item] = Item(
+                    item, known.title or title or "", "", known.categories or cats
+                )
 
     def result(self) -> SourceData:
         return SourceData(
             self.builder.table(), self.items, files={"events": self.path}, rating_range=self.rng
         )
+
+
+MAX_RECORD_LINES = 10000  # a CSV record spanning more lines than this has a stray quote
+
+
+def _encoding(options) -> str:
+    """The text encoding (default UTF-8, a leading byte-order mark ignored); lines are split
+    on the byte ``\\n`` before decoding, so the encoding must be ASCII-compatible."""
+    enc = options.encoding or "utf-8-sig"
+    try:
+        ok = "\n,".encode(enc).endswith(b"\n,")  # (utf-8-sig prefixes a byte-order mark)
+    except LookupError:
+        raise ValueError(f"--encoding {enc!r} is not a known text encoding") from None
+    if not ok:
+        raise ValueError(
+            f"--encoding {enc!r} is not ASCII-compatible (e.g. UTF-16); "
+            "convert the file to UTF-8 first"
+        )
+    return enc
 
 
 def _input(path: Path | None, what: str) -> Path:
@@ -143,14 +172,24 @@ def read_csv(path, cfg, options, problems) -> SourceData:
     path = _input(path, "CSV")
     rows = _Rows(path, options, problems)
     delim = options.delimiter or ("\t" if path.name.endswith((".tsv", ".tsv.gz")) else ",")
+    encoding = _encoding(options)
     cursor = LineCursor(path)
-    lines = (
-        text
-        for _, text in iter_lines(
-            path, problems, options.encoding or "utf-8", cursor, False, options.progress
-        )
-    )
-    reader = csv.reader(lines, delimiter=delim)
+    state = {"start": 1}
+
+    def lines():
+        for n, text in iter_lines(path, problems, encoding, cursor, False, options.progress):
+            if n - state["start"] >= MAX_RECORD_LINES:
+                raise ReadError(
+                    path,
+                    state["start"],
+                    "malformed",
+                    f"a quoted field is still open {MAX_RECORD_LINES} lines later "
+                    "(unbalanced quote?)",
+                )
+            yield text + "\n"  # line breaks inside quoted fields are kept
+
+    # strict: an unbalanced quote is an error, not a field that runs to the end of the file
+    reader = csv.reader(lines(), delimiter=delim, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -161,21 +200,22 @@ def read_csv(path, cfg, options, problems) -> SourceData:
     index = [header.index(rows.cols[f]) if rows.cols[f] else None for f in FIELDS]
     width = len(header)
     while True:
+        state["start"] = cursor.line + 1
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as e:
-            problems.report(path, cursor.line, "malformed", f"bad CSV: {e}")
+            problems.report(path, state["start"], "malformed", f"bad CSV: {e}")
             continue
         if not record or (len(record) == 1 and not record[0].strip()):
             continue  # blank line: no record
         if len(record) != width:
             problems.report(
-                path, cursor.line, "columns", f"expected {width} columns, found {len(record)}"
+                path, state["start"], "columns", f"expected {width} columns, found {len(record)}"
             )
             continue
-        rows.add(tuple(None if i is None else record[i] for i in index), cursor.line)
+        rows.add(tuple(None if i is None else record[i] for i in index), state["start"])
     return rows.result()
 
 
@@ -183,13 +223,14 @@ def read_csv(path, cfg, options, problems) -> SourceData:
 def read_jsonl(path, cfg, options, problems) -> SourceData:
     path = _input(path, "JSON lines")
     rows = _Rows(path, options, problems)
-    for n, text in iter_lines(
-        path, problems, options.encoding or "utf-8", None, True, options.progress
-    ):
+    for n, text in iter_lines(path, problems, _encoding(options), None, True, options.progress):
         try:
             rec = json.loads(text)
         except json.JSONDecodeError as e:
             problems.report(path, n, "malformed", f"invalid JSON at column {e.colno}: {e.msg}")
+            continue
+        except ValueError as e:  # e.g. an integer too long to convert
+            problems.report(path, n, "malformed", f"invalid JSON: {e}")
             continue
         if not isinstance(rec, dict):
             problems.report(path, n, "malformed", "expected a JSON object")
