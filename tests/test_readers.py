@@ -399,8 +399,22 @@ def test_out_of_range_numbers_are_bad_values(tmp_path):
 def test_s3rec_blank_attribute_names_are_reported(tmp_path):
     names = {**fx.S3REC_NAMES, "2": " "}
     root = fx.s3rec_dir(tmp_path / "in", **{"Toy_attrid2name.json": names})
-    with pytest.raises(ReadError, match=r"attributes \['2'\] have no usable name"):
+    with pytest.raises(ReadError, match=r"item 1: category attributes \['2'\] have no name"):
         prep("s3rec", root, tmp_path / "ds")
+    names = {**fx.S3REC_NAMES, "2": 7}
+    root = fx.s3rec_dir(tmp_path / "in2", **{"Toy_attrid2name.json": names})
+    with pytest.raises(ReadError, match=r"names of attributes \['2'\] are not text"):
+        prep("s3rec", root, tmp_path / "ds")
+    # a blank brand (Amazon metadata has items with brand "") just means no brand
+    names = {**fx.S3REC_NAMES, "10": ""}
+    prep(
+        "s3rec", fx.s3rec_dir(tmp_path / "in3", **{"Toy_attrid2name.json": names}), tmp_path / "ds"
+    )
+    corpus, _, _ = load_dataset(tmp_path / "ds")
+    assert corpus.items["ASIN1"].text == "" and corpus.items["ASIN1"].categories == (
+        "Makeup",
+        "Eyes",
+    )
 
 
 def test_tabular_item_metadata_from_the_first_row_that_has_each_field(tmp_path):

@@ -86,10 +86,10 @@ def _attributes(path, names_path, known_items, problems):
                     names_path, where, "unknown_attribute", f"no name for attributes {unknown}"
                 )
                 continue
-            blank = [a for a in ids if not isinstance(names[a], str) or not names[a].strip()]
-            if blank:
+            not_text = [a for a in ids if not isinstance(names[a], str)]
+            if not_text:
                 problems.report(
-                    names_path, where, "bad_value", f"attributes {blank} have no usable name"
+                    names_path, where, "bad_value", f"names of attributes {not_text} are not text"
                 )
                 continue
         lists[key] = ids
@@ -101,9 +101,14 @@ def _attributes(path, names_path, known_items, problems):
 
     out = {}
     for key, ids in lists.items():
-        brand = name(ids[0]) if ids and ids[0] in brands else None
-        cats = tuple(name(a) for a in ids if a not in brands)
-        out[key] = (brand, cats)
+        brand = name(ids[0]) if ids and ids[0] in brands else None  # may be blank: no brand
+        blank = [a for a in ids if a not in brands and not name(a)]
+        if blank:
+            problems.report(
+                names_path, f"item {key}", "bad_value", f"category attributes {blank} have no name"
+            )
+            continue
+        out[key] = (brand, tuple(name(a) for a in ids if a not in brands))
     return out, {"brand_attributes": len(brands), "named": names is not None}
 
 
