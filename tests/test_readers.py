@@ -91,6 +91,9 @@ def test_s3rec_attribute_and_text_problems(tmp_path):
     texts = fx.S3REC_TEXTS + "NOPE unknown thing\n"
     with pytest.raises(ReadError, match=r"item_texts.txt:6: ASIN 'NOPE'"):
         prep("s3rec", fx.s3rec_dir(tmp_path / "c", **{"item_texts.txt": texts}), tmp_path / "ds")
+    bad_maps = {**fx.S3REC_MAPS, "id2item": {"1": 5}}
+    with pytest.raises(ReadError, match=r"datamaps.json: expected 'id2user' and 'id2item'"):
+        prep("s3rec", fx.s3rec_dir(tmp_path / "e", **{"datamaps.json": bad_maps}), tmp_path / "ds")
     with pytest.raises(ReadError, match=r"datamaps.json:1: datamaps: invalid JSON"):
         prep("s3rec", fx.s3rec_dir(tmp_path / "d", **{"datamaps.json": "{oops"}), tmp_path / "ds")
 

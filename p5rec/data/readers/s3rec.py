@@ -123,6 +123,15 @@ def _item_texts(path, asin2id, problems, progress):
     return texts
 
 
+def _is_datamaps(blob) -> bool:
+    if not isinstance(blob, dict):
+        return False
+    maps = [blob.get("id2user"), blob.get("id2item")]
+    return all(
+        isinstance(m, dict) and all(isinstance(v, str) and v for v in m.values()) for m in maps
+    )
+
+
 def _looks_like_sequences(path: Path) -> bool:
     with open(path, "rb") as f:
         tokens = f.readline().split()
@@ -164,8 +173,13 @@ def read_s3rec(path, cfg, options, problems) -> SourceData:
     datamaps = load_json(dm_path, "datamaps") if dm_path else None
     if dm_path:
         files["datamaps"] = dm_path
-        if not isinstance(datamaps, dict) or not {"id2user", "id2item"} <= set(datamaps):
-            problems.report(dm_path, None, "malformed", "expected keys 'id2user' and 'id2item'")
+        if not _is_datamaps(datamaps):
+            problems.report(
+                dm_path,
+                None,
+                "malformed",
+                "expected 'id2user' and 'id2item' objects mapping ids to non-empty text",
+            )
             datamaps = None
     seqs = _sequences(seq_path, problems, options.progress, datamaps)
     known = {i for items in seqs.values() for i in items}
