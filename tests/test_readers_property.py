@@ -133,4 +133,7 @@ def test_corrupted_inputs_read_or_fail_clearly(tmp_path_factory, case, ops, poli
     assert m["counts"]["interactions"] > 0
     if policy == "raise":
         assert m["skipped"]["skipped"] == {}
-    assert all(n > 0 for n in m["skipped"]["skipped"].values())
+    # every skipped kind comes with examples that name the damaged input file and line
+    for kind in m["skipped"]["skipped"]:
+        assert m["skipped"]["examples"][kind]
+        assert all(e.startswith(str(tmp / "in")) for e in m["skipped"]["examples"][kind])

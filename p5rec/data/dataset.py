@@ -36,7 +36,6 @@ from p5rec.data.splits import SPLITS, Assignment, Splits, assign_splits
 __all__ = ["load_dataset", "prepare", "supported_tasks", "write_dataset"]
 
 TABLES = ("interactions.parquet", "items.parquet", "users.parquet", "candidates.parquet")
-SPLIT_NAMES = (None, *SPLITS)
 
 
 def prepare(

@@ -20,18 +20,10 @@ from tqdm.auto import tqdm
 
 from p5rec.data.problems import Problems, ReadError
 
-__all__ = ["LineCursor", "file_sha256", "iter_lines", "open_binary", "require_file"]
+__all__ = ["LineCursor", "file_sha256", "iter_lines", "open_binary"]
 
 PROGRESS_EVERY = 65536  # lines between progress-bar updates
 CORRUPT = (OSError, EOFError, zlib.error, zipfile.BadZipFile)  # damaged .gz / .zip data
-
-
-def require_file(path: str | Path, what: str) -> Path:
-    """``path`` as a Path, or a ``ReadError`` saying which input is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, None, "missing_file", f"{what} not found")
-    return path
 
 
 def file_sha256(path: str | Path) -> str:

@@ -148,12 +148,11 @@ def _meta(path: Path, options, problems) -> dict[str, Item]:
 
 @register("amazon")
 def read_amazon(path, cfg, options, problems) -> SourceData:
-    reviews = path if path is not None and path.is_file() else None
-    if reviews is None:
+    if path is not None and path.is_file() and not options.file("reviews"):
+        reviews = path
+    else:
         reviews = locate(path, options, "reviews", REVIEW_PATTERNS, "reviews file")
-    if options.file("reviews"):
-        reviews = Path(options.file("reviews"))
-    rng = options.rating_range or (1.0, 5.0)
+    rng = options.ratings
     builder, notes = EventBuilder(), Counter()
     _reviews(reviews, options, problems, builder, notes, rng)
     files = {"reviews": reviews}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,8 +39,8 @@ class ReadOptions:
     k_core: int = 0
     dedupe: str = "exact"
     files: tuple[tuple[str, str], ...] = ()
-    rating_range: tuple[float, float] | None = None  # None: the reader's own (1..5)
-    encoding: str | None = None  # None: the reader's own
+    rating_range: tuple[float, float] | None = None  # None: 1..5 (see ``ratings``)
+    encoding: str | None = None  # csv/jsonl only; None: UTF-8
     user_col: str | None = None
     item_col: str | None = None
     time_col: str | None = None
@@ -63,6 +64,11 @@ class ReadOptions:
             lo, hi = self.rating_range
             if not lo < hi:
                 raise ValueError(f"--rating-range must be LOW,HIGH with LOW < HIGH, got {lo},{hi}")
+
+    @property
+    def ratings(self) -> tuple[float, float]:
+        """The valid rating range: ``--rating-range``, else 1..5 (every supported source)."""
+        return self.rating_range or (1.0, 5.0)
 
     def file(self, role: str) -> str | None:
         found = [p for r, p in self.files if r == role]
@@ -148,10 +154,8 @@ def locate(
     what: str,
     required: bool = True,
 ) -> Path | None:
-    """The input file for ``role``: ``--file role=PATH``, else a match in the input directory.
-
-    ``path`` may itself be the file when ``role`` is the reader's main input.
-    """
+    """The input file for ``role``: ``--file role=PATH``, else the one file in the directory
+    ``path`` matching the first pattern that matches anything (several: an error)."""
     explicit = options.file(role)
     if explicit:
         p = Path(explicit)
@@ -184,8 +188,6 @@ def locate(
 
 def load_json(path: Path, what: str):
     """A whole JSON document (metadata files are small), errors naming line and column."""
-    import json
-
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")

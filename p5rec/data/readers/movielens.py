@@ -126,7 +126,7 @@ def read_movielens(path, cfg, options, problems) -> SourceData:
         items_path = locate(folder, options, "items", ("movies.dat",), "movies.dat")
         users_path = locate(folder, options, "users", ("users.dat",), "users.dat", False)
         items = _items_1m(items_path, options, problems)
-        user_fields = ("gender", "age", "occupation", "zip")
+        user_sep, user_fields = "::", ("gender", "age", "occupation", "zip")
     else:
         ratings, sep = (
             locate(folder, options, "ratings", ("u.data",), "u.data (or ratings.dat)"),
@@ -135,13 +135,9 @@ def read_movielens(path, cfg, options, problems) -> SourceData:
         items_path = locate(folder, options, "items", ("u.item",), "u.item")
         users_path = locate(folder, options, "users", ("u.user",), "u.user", False)
         items = _items_100k(items_path, _genres_100k(folder, options, problems), options, problems)
-        user_fields = ("age", "gender", "occupation", "zip")
-    users = (
-        _users(users_path, "|" if sep == "\t" else sep, user_fields, options, problems)
-        if (users_path)
-        else {}
-    )
-    rng = options.rating_range or (1.0, 5.0)
+        user_sep, user_fields = "|", ("age", "gender", "occupation", "zip")
+    users = _users(users_path, user_sep, user_fields, options, problems) if users_path else {}
+    rng = options.ratings
     builder = EventBuilder()
     for n, f in _fields(ratings, problems, sep, 4, "latin-1", options.progress):
         user, item = f[0].strip(), f[1].strip()

@@ -141,12 +141,10 @@ def _looks_like_sequences(path: Path) -> bool:
 def _find_sequences(path: Path | None, options) -> Path:
     """``--file sequences=``, the input file, ``<Name>.txt`` beside ``<Name>_item2attributes``,
     or the one ``.txt`` in the directory whose first line is integer ids."""
-    if options.file("sequences") or path is None or path.is_file():
-        return (
-            path
-            if path is not None and path.is_file() and not options.file("sequences")
-            else locate(path, options, "sequences", (), "sequence file")
-        )
+    if options.file("sequences") or path is None:
+        return locate(path, options, "sequences", (), "sequence file")
+    if path.is_file():
+        return path
     if not path.is_dir():
         raise ReadError(path, None, "missing_file", "input not found")
     txt = sorted(path.glob("*.txt"))
@@ -224,7 +222,7 @@ def read_s3rec(path, cfg, options, problems) -> SourceData:
         for t, item in enumerate(items):
             builder.add(id2user.get(user, user), id2item.get(item, item), t)
     items_meta = {}
-    for raw in known | set(attrs):
+    for raw in known:  # attributes of items not in the sequences were reported, not kept
         brand, cats = attrs.get(raw, (None, ()))
         iid = id2item.get(raw, raw)
         items_meta[iid] = Item(iid, texts.get(raw, ""), f"brand {brand}" if brand else "", cats)

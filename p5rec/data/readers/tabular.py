@@ -75,7 +75,7 @@ class _Rows:
         self.cols = {f: getattr(options, f"{f}_col") for f in FIELDS}
         self.mapped = [c for c in self.cols.values() if c]
         self.has_time = bool(self.cols["time"])
-        self.rng = options.rating_range or (1.0, 5.0)
+        self.rng = options.ratings
         self.builder = EventBuilder()
         self.items: dict[str, Item] = {}
 
@@ -126,15 +126,11 @@ class _Rows:
         review, summary, title, category = (v or None for v in texts)
         item = str(item)
         self.builder.add(str(user), item, ts, rating, review, summary)
-        if title or category:
-            known = self.items.get(item)
-            if known is None or (title and not known.title) or (category and not known.categories):
-                sep = self.options.category_sep
-                cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
-                known = known or Item(item)
-                self.items[item] = Item(
-                    item, known.title or title or "", "", known.categories or cats
-                )
+        known = self.items.get(item) or Item(item)
+        if (title and not known.title) or (category and not known.categories):
+            sep = self.options.category_sep
+            cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
+            self.items[item] = Item(item, known.title or title or "", "", known.categories or cats)
 
     def result(self) -> SourceData:
         return SourceData(
