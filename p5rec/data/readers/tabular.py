@@ -126,11 +126,14 @@ class _Rows:
         review, summary, title, category = (v or None for v in texts)
         item = str(item)
         self.builder.add(str(user), item, ts, rating, review, summary)
-        known = self.items.get(item) or Item(item)
-        if (title and not known.title) or (category and not known.categories):
-            sep = self.options.category_sep
-            cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
-            self.items[item] = Item(item, known.title or title or "", "", known.categories or cats)
+        if title or category:  # (most logs have neither: keep the per-row path short)
+            known = self.items.get(item) or Item(item)
+            if (title and not known.title) or (category and not known.categories):
+                sep = self.options.category_sep
+                cats = tuple(c.strip() for c in (category or "").split(sep) if c.strip())
+                self.items[item] = Item(
+                    item, known.title or title or "", "", known.categories or cats
+                )
 
     def result(self) -> SourceData:
         return SourceData(
