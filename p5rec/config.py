@@ -102,16 +102,45 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How items become token sequences."""
+    """How items become token sequences (see ``p5rec.indexing``).
+
+    ``scheme``: random | atomic | sequential | collaborative | semantic.
+    ``tokens_per_item``: code length of random and semantic codes; for collaborative codes,
+    the length the automatic cluster count aims at.
+    ``codebook_size``: tokens per level (random, semantic), clusters per split
+    (collaborative), number base (sequential); 0 picks one that fits the catalogue.
+    ``leaf_size``: collaborative clusters at most this large are not split (0: codebook size).
+    ``suffix``: append each item's own token, making every code unique (CID+IID, SemID+IID).
+    ``embedder``: a local sentence-embedding model directory for semantic codes from text.
+    ``semantic_source``: auto | text | collaborative (auto: text when items have any).
+    """
 
     scheme: str = "random"
     tokens_per_item: int = 2
-    codebook_size: int = 0  # 0: smallest size that gives every item a distinct code
+    codebook_size: int = 0
+    leaf_size: int = 0
+    suffix: bool = False
+    embedder: str | None = None
+    semantic_source: str = "auto"
+    embedding_dim: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check(self.tokens_per_item >= 1, "index.tokens_per_item must be >= 1")
-        _check(self.codebook_size >= 0, "index.codebook_size must be >= 0 (0 = automatic)")
+        _check(
+            self.codebook_size == 0 or self.codebook_size >= 2,
+            "index.codebook_size must be 0 (automatic) or >= 2",
+        )
+        _check(self.leaf_size >= 0, "index.leaf_size must be >= 0 (0 = codebook size)")
+        _check(self.embedding_dim >= 1, "index.embedding_dim must be >= 1")
+        _check(
+            self.semantic_source in ("auto", "text", "collaborative"),
+            "index.semantic_source must be auto, text or collaborative",
+        )
+        _check(
+            not (self.suffix and self.scheme == "atomic"),
+            "index.suffix: atomic codes are already one token per item",
+        )
 
 
 @dataclass(frozen=True)

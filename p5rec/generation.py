@@ -2,7 +2,13 @@
 
 Every item the engine returns is a real catalogue item and no list repeats an item: beams
 are constrained to the trie of item codes (a beam that left the trie may only end, never
-produce a code), and decoded codes are mapped back through the item index.
+produce a code), and generated codes are mapped back to items through the trie.
+
+The constraint is one vectorised ``LogitsProcessor`` (``TrieConstraint``): per step, a
+``searchsorted`` walk of every beam's generated tokens and one boolean mask built per
+distinct trie node; no Python code runs per beam. It serves encoder-decoder models (the
+generated part starts after the decoder start token) and decoder-only models (it starts
+after the left-padded prompt).
 """
 
 from __future__ import annotations
@@ -10,36 +16,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from p5rec.indexing import ItemIndex, PrefixTrie
+from p5rec.indexing import ItemIndex
+from p5rec.trie import ItemTrie
 
 __all__ = ["Engine", "TrieConstraint"]
 
 
 class TrieConstraint(LogitsProcessor):
-    """Mask every next token the trie does not allow after the generated prefix.
+    """Set to -inf every next token the trie does not allow after the generated prefix.
 
-    ``start`` is how many leading positions of ``input_ids`` are not part of the code
-    (1 for an encoder-decoder: the decoder start token). The allowed set is never empty:
-    a prefix outside the trie (a beam already at -inf) may only emit the end token.
+    ``start`` is how many leading positions of ``input_ids`` are not generated code: 1 for
+    an encoder-decoder (the decoder start token), the padded prompt width for a decoder-only
+    model. The allowed set is never empty: a beam outside the trie may only emit EOS.
     """
 
-    def __init__(self, trie: PrefixTrie, start: int = 1) -> None:
+    def __init__(self, trie: ItemTrie, start: int = 1) -> None:
         self.trie = trie
         self.start = start
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # input_ids: (batch * beams, cur_len); scores: (batch * beams, vocab)
-        mask = torch.full_like(scores, float("-inf"))
-        for row, prefix in enumerate(input_ids[:, self.start :].tolist()):
-            allowed = self.trie.allowed(prefix) or [self.trie.end_id]
-            mask[row, allowed] = 0.0
-        return scores + mask
+        state = self.trie.walk(input_ids[:, self.start :])
+        allowed = self.trie.allowed_mask(state, scores.shape[-1])
+        return scores.masked_fill_(~allowed, float("-inf"))
 
 
 class Engine:
-    """A trained model with its tokenizer and item index, ready to predict."""
+    """A trained model with its tokenizer and item index, ready to predict.
+
+    Works with encoder-decoder (T5) and decoder-only (Llama/Qwen-style) models.
+    """
 
     def __init__(
         self,
@@ -55,34 +63,75 @@ class Engine:
         self.max_source_length = max_source_length
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
+        self.encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
         self.eos = tokenizer.eos_token_id
+        if self.eos is None:
+            raise ValueError("the tokenizer has no EOS token; item codes need one to end")
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        token_ids = dict(zip(index.tokens, tokenizer.convert_tokens_to_ids(index.tokens)))
+        if tokenizer.unk_token_id is not None:
+            unknown = [t for t, i in token_ids.items() if i == tokenizer.unk_token_id]
+            if unknown:
+                raise ValueError(f"item tokens missing from the tokenizer (e.g. {unknown[0]!r})")
+        self.items = list(index.codes)
         self.item_ids: dict[str, list[int]] = {
-            item: tokenizer.convert_tokens_to_ids(list(code)) for item, code in index.codes.items()
+            item: [token_ids[t] for t in code] for item, code in index.codes.items()
         }
-        unknown = [i for i, ids in self.item_ids.items() if tokenizer.unk_token_id in ids]
-        if unknown:
-            raise ValueError(f"item tokens missing from the tokenizer (e.g. item {unknown[0]!r})")
-        self.by_ids = {tuple(ids): item for item, ids in self.item_ids.items()}
-        self.trie = PrefixTrie(list(self.item_ids.values()), end_id=self.eos)
+        vocab = model.get_output_embeddings().weight.shape[0]
+        largest = max(token_ids.values())
+        if largest >= vocab:
+            raise ValueError(f"item token id {largest} is outside the model's {vocab} logits")
+        self.trie = ItemTrie([self.item_ids[i] for i in self.items], end_id=self.eos)
+        # generate() fills every setting a call leaves unset from model.generation_config,
+        # so a checkpoint's defaults (min_new_tokens, no_repeat_ngram_size, bad_words_ids,
+        # ...) would change what the constrained search reaches: the engine drops them.
+        self._generation_ids = {"pad_token_id": self.pad, "eos_token_id": self.eos}
+        if self.encoder_decoder:
+            start = model.generation_config.decoder_start_token_id
+            if start is None:
+                start = model.config.decoder_start_token_id
+            self._generation_ids["decoder_start_token_id"] = start
+        self.model.generation_config = GenerationConfig(**self._generation_ids)
 
-    def _encode(self, sources: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _encode(self, sources: Sequence[str], left: bool = False) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
             list(sources),
             padding=True,
             truncation=True,
             max_length=self.max_source_length,
+            padding_side="left" if left else "right",
             return_tensors="pt",
         )
-        return {k: v.to(self.device) for k, v in enc.items()}
+        return {k: v.to(self.device) for k, v in enc.items() if k != "token_type_ids"}
 
-    def item_of_ids(self, ids: Sequence[int]) -> str | None:
-        """The item a generated id sequence (without the start token) spells, if any."""
-        code = []
-        for t in ids:
-            if t == self.eos:
-                break
-            code.append(int(t))
-        return self.by_ids.get(tuple(code))
+    def _generation_config(self, **settings) -> GenerationConfig:
+        return GenerationConfig(**self._generation_ids, **settings)
+
+    @torch.no_grad()
+    def generate_items(self, sources: Sequence[str], num_beams: int):
+        """Raw constrained beam search: (item rows (batch * beams), log-probs, generate output).
+
+        An item row of -1 is a beam that found no item (possible only when the catalogue has
+        fewer items than beams); its score is -inf.
+        """
+        enc = self._encode(sources, left=not self.encoder_decoder)
+        start = 1 if self.encoder_decoder else enc["input_ids"].shape[1]
+        out = self.model.generate(
+            **enc,
+            generation_config=self._generation_config(
+                num_beams=num_beams,
+                num_return_sequences=num_beams,
+                max_new_tokens=self.trie.max_length,
+                do_sample=False,
+                length_penalty=0.0,
+                early_stopping=True,
+                output_scores=True,
+                return_dict_in_generate=True,
+            ),
+            logits_processor=LogitsProcessorList([TrieConstraint(self.trie, start)]),
+        )
+        rows = self.trie.items_of(out.sequences[:, start:])
+        return rows, out.sequences_scores, out
 
     @torch.no_grad()
     def rank(self, sources: Sequence[str], num_beams: int) -> list[list[tuple[str, float]]]:
@@ -92,35 +141,22 @@ class Engine:
         """
         if num_beams < 1:
             raise ValueError("num_beams must be >= 1")
-        if len(self.item_ids) == 1:  # nothing to search: score the one item
-            (item,) = self.item_ids
+        if len(self.items) == 1:  # nothing to search: score the one item
+            (item,) = self.items
             return [[(item, s[0])] for s in self.score_items(sources, [[item]] * len(sources))]
-        wanted = min(num_beams, len(self.item_ids))
+        wanted = min(num_beams, len(self.items))
         num_beams = max(2, wanted)  # beam search (not greedy) also for k = 1: it gives scores
-        out = self.model.generate(
-            **self._encode(sources),
-            num_beams=num_beams,
-            num_return_sequences=num_beams,
-            max_new_tokens=self.trie.max_length,
-            logits_processor=LogitsProcessorList([TrieConstraint(self.trie)]),
-            do_sample=False,
-            length_penalty=0.0,
-            early_stopping=True,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
-        seqs = out.sequences[:, 1:].tolist()  # drop the decoder start token
-        scores = out.sequences_scores.tolist()
+        rows, scores, _ = self.generate_items(sources, num_beams)
+        rows, scores = rows.tolist(), scores.tolist()
         results = []
         for b in range(len(sources)):
-            seen: set[str] = set()
+            seen: set[int] = set()
             ranked = []
             for r in range(b * num_beams, (b + 1) * num_beams):
-                item = self.item_of_ids(seqs[r])
-                if item is None or item in seen or scores[r] == float("-inf"):
+                if rows[r] < 0 or rows[r] in seen or scores[r] == float("-inf"):
                     continue
-                seen.add(item)
-                ranked.append((item, scores[r]))
+                seen.add(rows[r])
+                ranked.append((self.items[rows[r]], scores[r]))
             results.append(ranked[:wanted])
         return results
 
@@ -129,6 +165,8 @@ class Engine:
         self, sources: Sequence[str], targets: Sequence[Sequence[list[int]]]
     ) -> list[list[float]]:
         """Sum of token log-probabilities of each target id sequence given its source."""
+        if not self.encoder_decoder:
+            return self._score_causal(sources, targets)
         enc = self._encode(sources)
         hidden = self.model.get_encoder()(**enc).last_hidden_state  # (batch, src_len, d_model)
         results = []
@@ -143,9 +181,31 @@ class Engine:
                 attention_mask=enc["attention_mask"][b : b + 1].expand(n, -1),
                 labels=labels,
             ).logits  # (n_options, width, vocab)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            results.append((picked * (labels != -100)).sum(-1).tolist())
+            results.append(_sum_logprobs(logits, labels))
+        return results
+
+    def _score_causal(
+        self, sources: Sequence[str], targets: Sequence[Sequence[list[int]]]
+    ) -> list[list[float]]:
+        """Decoder-only scoring: each option follows its (unpadded) prompt directly."""
+        prompts = self.tokenizer(
+            list(sources), truncation=True, max_length=self.max_source_length
+        ).input_ids
+        results = []
+        for prompt, options in zip(prompts, targets):
+            p, n = len(prompt), len(options)
+            width = p + max(len(t) for t in options)
+            ids = torch.full((n, width), self.pad, dtype=torch.long)
+            labels = torch.full((n, width - p), -100, dtype=torch.long)
+            mask = torch.zeros((n, width), dtype=torch.long)
+            for r, t in enumerate(options):
+                ids[r, : p + len(t)] = torch.tensor(prompt + t)
+                labels[r, : len(t)] = torch.tensor(t)
+                mask[r, : p + len(t)] = 1
+            logits = self.model(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+            ).logits[:, p - 1 : -1]  # the logits that predict positions p .. width - 1
+            results.append(_sum_logprobs(logits, labels.to(self.device)))
         return results
 
     def score_items(
@@ -158,7 +218,7 @@ class Engine:
 
     def score_texts(self, sources: Sequence[str], options: Sequence[str]) -> list[list[float]]:
         """Log-probability of each option text (as a whole target, EOS included) per source."""
-        ids = [self.tokenizer(o).input_ids for o in options]  # ends with EOS
+        ids = [self.tokenizer(o, add_special_tokens=False).input_ids + [self.eos] for o in options]
         return self._score(sources, [ids] * len(sources))
 
     @torch.no_grad()
@@ -166,10 +226,20 @@ class Engine:
         self, sources: Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
     ) -> list[str]:
         """Unconstrained decoding of free text (ratings, labels, explanations)."""
+        enc = self._encode(sources, left=not self.encoder_decoder)
         out = self.model.generate(
-            **self._encode(sources),
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
+            **enc,
+            generation_config=self._generation_config(
+                max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False
+            ),
         )
+        if not self.encoder_decoder:
+            out = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def _sum_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Per row, the summed log-probability of the labels (-100 positions ignored)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (labels != -100)).sum(-1).tolist()

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from p5rec.config import ConfigError, ExperimentConfig, config_hash, save_config, to_dict
 from p5rec.data.dataset import load_dataset, prepare
-from p5rec.indexing import build_index
+from p5rec.indexing import SchemeInput, build_index
 from p5rec.tasks import TaskContext, TaskFamily, get_family
 
 __all__ = ["build_context", "train"]
@@ -50,17 +50,42 @@ def git_commit() -> str | None:
 
 
 def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> TaskContext:
-    """Load a processed dataset and fit (or reuse) the item index on its training split."""
+    """Load a processed dataset and fit (or check and reuse) the item index on its
+    training split."""
     corpus, splits, manifest = load_dataset(data_dir)
     check_split_settings(cfg, manifest, data_dir)
+    fingerprint = manifest.get("fingerprint")
     if index is None:
-        train_seqs: dict[str, list[str]] = {}
-        for ex in splits.next_item["train"]:  # s1..s(n-2) of each user, nothing held out
-            train_seqs.setdefault(ex.user, list(ex.history[:1])).append(ex.target)
-        index = build_index(sorted(corpus.items), list(train_seqs.values()), cfg.index)
+        index = build_index(scheme_input(corpus, splits), cfg.index, fingerprint)
+    else:
+        index.check_matches(cfg.index, fingerprint, str(data_dir))
     return TaskContext(
         corpus, splits, index, cfg.data.max_history, cfg.data.num_candidates, manifest
     )
+
+
+def describe_index(index) -> str:
+    """One line: the scheme and its build report."""
+    r = index.report
+    return (
+        f"{index.scheme}{' + item suffix' if index.meta.get('config', {}).get('suffix') else ''}"
+        f", {r.get('items')} items, {r.get('tokens_added')} tokens, code length "
+        f"{r.get('code_length')} (mean {r.get('mean_code_length')}), "
+        f"{r.get('collisions_resolved')} collisions resolved, built in {r.get('build_seconds')} s"
+    )
+
+
+def scheme_input(corpus, splits) -> SchemeInput:
+    """What an ID scheme may see: the catalogue, the training sequences (s1..s(n-2) of each
+    user, nothing held out) and each item's metadata text."""
+    train_seqs: dict[str, list[str]] = {}
+    for ex in splits.next_item["train"]:
+        train_seqs.setdefault(ex.user, list(ex.history[:1])).append(ex.target)
+    texts = {
+        item_id: " ".join(p for p in (item.title, item.text, " ".join(item.categories)) if p)
+        for item_id, item in corpus.items.items()
+    }
+    return SchemeInput(sorted(corpus.items), list(train_seqs.values()), texts)
 
 
 SPLIT_KEYS = (
@@ -277,6 +302,8 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
                 cfg.tokenizer, texts, ctx.index.tokens, cfg.model.name_or_path
             )
             ctx.index.save(run_dir / "item_index.json")
+            if progress:
+                print(f"item index: {describe_index(ctx.index)}", file=sys.stderr)
             tokenizer.save_pretrained(run_dir / "tokenizer")
     if not accelerator.is_main_process and not resuming:
         ctx.index = ItemIndex.load(run_dir / "item_index.json")
@@ -374,6 +401,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
         "device": str(accelerator.device),
         "train_seconds": round(time.time() - start_time, 2),
         "steps": total_steps,
+        "item_index": ctx.index.report,
     }
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)

@@ -3,23 +3,18 @@ import math
 import pytest
 import torch
 
+from p5rec.config import IndexConfig
 from p5rec.generation import Engine, TrieConstraint
-from p5rec.indexing import PrefixTrie
+from p5rec.indexing import SchemeInput, build_index
 from p5rec.modeling import load_trained
+from p5rec.trie import ItemTrie
+from tests.engines import random_engine
 
 
 def test_trie_constraint_masks_and_never_empties():
-    trie = PrefixTrie([[5, 6], [5, 7], [8, 6]], end_id=1)
+    trie = ItemTrie([[5, 6], [5, 7], [8, 6]], end_id=1)
     proc = TrieConstraint(trie, start=1)
-    ids = torch.tensor(
-        [
-            [0],
-            [
-                0,
-            ],
-            [0],
-        ]
-    )  # (beams, cur_len): only the start token
+    ids = torch.tensor([[0], [0], [0]])  # (beams, cur_len): only the start token
     out = proc(ids, torch.zeros(3, 10))
     assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [5, 8]
     ids = torch.tensor([[0, 5], [0, 8], [0, 9]])  # [0, 9] has left the trie
@@ -27,6 +22,10 @@ def test_trie_constraint_masks_and_never_empties():
     assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [6, 7]
     assert torch.isfinite(out[1]).nonzero().flatten().tolist() == [6]
     assert torch.isfinite(out[2]).nonzero().flatten().tolist() == [1]  # may only end
+    # a decoder-only prompt of width 3 before the generated part
+    proc = TrieConstraint(trie, start=3)
+    out = proc(torch.tensor([[7, 7, 7, 5]]), torch.zeros(1, 10))
+    assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [6, 7]
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +74,65 @@ def test_missing_item_tokens_are_an_error(tiny_run):
     index.codes["ghost"] = ("<zz_1>",)
     with pytest.raises(ValueError, match="missing from the tokenizer"):
         Engine(model, tok, index.__class__(index.scheme, index.codes), device="cpu")
+
+
+def prefix_code_index():
+    """25 items with P5-style sequential codes in base 3: item 1's code is a prefix of
+    items 3-5's (1, 10, 11, 12 ...), so EOS must compete with longer codes."""
+    items = [f"it{n:02d}" for n in range(25)]
+    index = build_index(
+        SchemeInput(items, [items]), IndexConfig(scheme="sequential", codebook_size=3)
+    )
+    codes = list(index.codes.values())
+    assert any(a != b and b[: len(a)] == a for a in codes for b in codes)
+    return index
+
+
+@pytest.fixture(scope="module", params=["t5", "decoder-only"])
+def prefix_engine(request, tiny_run):
+    return random_engine(
+        tiny_run / "tokenizer", prefix_code_index(), decoder_only=request.param == "decoder-only"
+    )
+
+
+def test_exact_check_beam_over_catalogue_equals_scoring_every_item(prefix_engine):
+    """Beams >= items: beam search returns every item, in the order of exact scoring."""
+    engine = prefix_engine
+    items = list(engine.index.codes)
+    for source in SOURCES:
+        ranked = engine.rank([source], len(items))[0]
+        exact = dict(zip(items, engine.score_items([source], [items])[0]))
+        assert [i for i, _ in ranked] == sorted(items, key=lambda i: -exact[i])
+        for item, score in ranked:
+            assert score == pytest.approx(exact[item], abs=1e-4)
+
+
+def test_narrow_beams_on_prefix_codes_give_real_distinct_items(prefix_engine):
+    catalogue = set(prefix_engine.index.codes)
+    for beams in (1, 3, 10):
+        for ranked in prefix_engine.rank(SOURCES, beams):
+            items = [i for i, _ in ranked]
+            assert len(items) == beams and len(set(items)) == beams and set(items) <= catalogue
+
+
+def test_decoder_only_left_padding_does_not_change_answers(tiny_run):
+    """A batch of prompts of different lengths (left-padded) ranks like each prompt alone."""
+    engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only=True)
+    together = engine.rank(SOURCES, 5)
+    for source, ranked in zip(SOURCES, together):
+        alone = engine.rank([source], 5)[0]
+        assert [i for i, _ in alone] == [i for i, _ in ranked]
+        assert [s for _, s in alone] == pytest.approx([s for _, s in ranked], abs=1e-4)
+    texts = engine.generate_text(SOURCES, 3)
+    assert len(texts) == len(SOURCES) and all(isinstance(t, str) for t in texts)
+
+
+def test_checkpoint_generation_defaults_are_ignored(tiny_run):
+    """A checkpoint's generation config (here: no EOS before the third token, so no 1- or
+    2-token code could end) must not change which items the constrained search reaches."""
+    engine = random_engine(tiny_run / "tokenizer", prefix_code_index())
+    before = engine.rank(SOURCES[:1], 25)[0]
+    engine.model.generation_config.min_new_tokens = 3
+    engine.model.generation_config.num_beams = 1
+    reloaded = Engine(engine.model, engine.tokenizer, engine.index, device="cpu")
+    assert reloaded.rank(SOURCES[:1], 25)[0] == before
