@@ -13,6 +13,7 @@ after the left-padded prompt).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -21,7 +22,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from p5rec.indexing import ItemIndex
 from p5rec.trie import ItemTrie
 
-__all__ = ["Engine", "TrieConstraint"]
+__all__ = ["Engine", "TrieConstraint", "beam_search"]
 
 
 class TrieConstraint(LogitsProcessor):
@@ -39,8 +40,29 @@ class TrieConstraint(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # input_ids: (batch * beams, cur_len); scores: (batch * beams, vocab)
         state = self.trie.walk(input_ids[:, self.start :])
-        allowed = self.trie.allowed_mask(state, scores.shape[-1])
-        return scores.masked_fill_(~allowed, float("-inf"))
+        columns, allowed = self.trie.allowed_columns(state)
+        kept = scores.index_select(1, columns).masked_fill_(~allowed, float("-inf"))
+        return scores.fill_(float("-inf")).index_copy_(1, columns, kept)
+
+
+def beam_search(model, inputs: dict, config: GenerationConfig, **constraint):
+    """The beam search every item ranking uses: all beams returned with their summed
+    log-probabilities (no length penalty), stopping once every beam has ended.
+
+    ``config`` carries the beams, the length and the special token ids; ``constraint`` is
+    ``logits_processor=`` (this project's decoder), ``prefix_allowed_tokens_fn=`` (the
+    per-beam callback it replaces) or nothing (unconstrained search).
+    """
+    config = copy.deepcopy(config)
+    config.update(
+        num_return_sequences=config.num_beams,
+        do_sample=False,
+        length_penalty=0.0,
+        early_stopping=True,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    return model.generate(**inputs, generation_config=config, **constraint)
 
 
 class Engine:
@@ -116,18 +138,10 @@ class Engine:
         """
         enc = self._encode(sources, left=not self.encoder_decoder)
         start = 1 if self.encoder_decoder else enc["input_ids"].shape[1]
-        out = self.model.generate(
-            **enc,
-            generation_config=self._generation_config(
-                num_beams=num_beams,
-                num_return_sequences=num_beams,
-                max_new_tokens=self.trie.max_length,
-                do_sample=False,
-                length_penalty=0.0,
-                early_stopping=True,
-                output_scores=True,
-                return_dict_in_generate=True,
-            ),
+        out = beam_search(
+            self.model,
+            enc,
+            self._generation_config(num_beams=num_beams, max_new_tokens=self.trie.max_length),
             logits_processor=LogitsProcessorList([TrieConstraint(self.trie, start)]),
         )
         rows = self.trie.items_of(out.sequences[:, start:])

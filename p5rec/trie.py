@@ -107,10 +107,12 @@ class ItemTrie:
             state = nxt
         return state
 
-    def allowed_mask(self, state: torch.Tensor, vocab_size: int) -> torch.Tensor:
-        """Boolean (batch, vocab_size): the tokens allowed after each node in ``state``.
+    def allowed_columns(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens allowed after each node in ``state``, compactly: ``columns`` (C,), the
+        sorted tokens any row may take, and a boolean (batch, C) of which each row may take.
 
         Built once per distinct node, then gathered per row; dead rows and leaves allow EOS.
+        C is small (one code level's tokens), so masking costs O(batch * C), not the vocab.
         """
         t = self._on(state.device)
         ptr = t["ptr"]
@@ -122,14 +124,18 @@ class ItemTrie:
         degree = ptr[nodes + 1] - starts
         rows = torch.repeat_interleave(torch.arange(len(nodes), device=state.device), degree)
         first = torch.repeat_interleave(torch.cumsum(degree, 0) - degree, degree)
-        cols = t["tokens"][
-            torch.repeat_interleave(starts, degree)
-            + torch.arange(len(rows), device=state.device)
-            - first
-        ]
-        mask = torch.zeros(len(nodes), vocab_size, dtype=torch.bool, device=state.device)
-        mask[rows, cols] = True
-        return mask[inverse]
+        edge = torch.repeat_interleave(starts, degree) + torch.arange(len(rows), device=rows.device)
+        columns, position = torch.unique(t["tokens"][edge - first], return_inverse=True)
+        compact = torch.zeros(len(nodes), len(columns), dtype=torch.bool, device=state.device)
+        compact[rows, position] = True
+        return columns, compact[inverse]
+
+    def allowed_mask(self, state: torch.Tensor, vocab_size: int) -> torch.Tensor:
+        """Boolean (batch, vocab_size): the tokens allowed after each node in ``state``."""
+        columns, allowed = self.allowed_columns(state)
+        mask = torch.zeros(len(state), vocab_size, dtype=torch.bool, device=state.device)
+        mask[:, columns] = allowed
+        return mask
 
     def items_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """Item row spelled by each generated row (code, EOS, then anything), or -1."""
