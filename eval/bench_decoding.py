@@ -24,6 +24,7 @@ Writes eval/results/NAME.json (default ``decoding``): config, git commit, hardwa
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -38,8 +39,9 @@ from transformers import GenerationConfig, LogitsProcessorList, T5Config, T5ForC
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from p5rec.decoding import trie_beam_search  # noqa: E402
 from p5rec.evaluation import hardware  # noqa: E402
-from p5rec.generation import TrieConstraint, beam_search  # noqa: E402
+from p5rec.generation import TrieConstraint  # noqa: E402
 from p5rec.training import git_commit  # noqa: E402
 from p5rec.trie import ItemTrie  # noqa: E402
 
@@ -84,6 +86,21 @@ def callback(trie: dict) -> callable:
         return trie.get(tuple(sent[1:].tolist()), [EOS])  # [1:]: the decoder start token
 
     return allowed
+
+
+def beam_search(model, inputs: dict, config: GenerationConfig, **constraint):
+    """Hugging Face beam search returning every beam with its summed log-probability
+    (``constraint``: ``logits_processor=`` or ``prefix_allowed_tokens_fn=``, or none)."""
+    config = copy.deepcopy(config)
+    config.update(
+        num_return_sequences=config.num_beams,
+        do_sample=False,
+        length_penalty=0.0,
+        early_stopping=True,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    return model.generate(**inputs, generation_config=config, **constraint)
 
 
 def settings(beams: int, steps: int, **extra) -> GenerationConfig:
@@ -258,18 +275,16 @@ def main() -> None:
                 # unconstrained search is held to the same number of steps (no early EOS)
                 setting = settings(beams, steps, min_new_tokens=steps)
                 constrained = settings(beams, steps)
+                processor = LogitsProcessorList([TrieConstraint(trie, 1)])
                 runs = {
-                    "unconstrained": partial(beam_search, model, inputs, setting),
-                    "trie": partial(
-                        beam_search,
-                        model,
-                        inputs,
-                        constrained,
-                        logits_processor=LogitsProcessorList([TrieConstraint(trie, 1)]),
+                    "hf_unconstrained": partial(beam_search, model, inputs, setting),
+                    "hf_trie_logits_processor": partial(
+                        beam_search, model, inputs, constrained, logits_processor=processor
                     ),
+                    "p5rec": partial(trie_beam_search, model, inputs, trie, beams, PAD),
                 }
                 if not args.skip_callback_above or batch <= args.skip_callback_above:
-                    runs["prefix_allowed_tokens_fn"] = partial(
+                    runs["hf_prefix_allowed_tokens_fn"] = partial(
                         beam_search,
                         model,
                         inputs,
@@ -281,16 +296,30 @@ def main() -> None:
                     row[f"{name}_ms_per_user"] = round(
                         time_call(fn, device, args.repeats) * 1000 / batch, 3
                     )
-                out = runs["trie"]()
-                assert out.sequences.shape[1] == steps + 1  # start token + code + EOS
-                found = trie.items_of(out.sequences[:, 1:])
-                row["real_items"] = bool((found >= 0).all())
-                row["trie_vs_unconstrained"] = round(
-                    row["trie_ms_per_user"] / row["unconstrained_ms_per_user"], 3
+                ours = runs["p5rec"]()
+                theirs = runs["hf_trie_logits_processor"]()
+                hf_items = trie.items_of(theirs.sequences[:, 1:]).view(batch, beams)
+                row["real_distinct_items"] = all(
+                    len(set(r)) == beams and min(r) >= 0 for r in ours.items.tolist()
                 )
-                if "prefix_allowed_tokens_fn_ms_per_user" in row:
-                    row["callback_vs_trie"] = round(
-                        row["prefix_allowed_tokens_fn_ms_per_user"] / row["trie_ms_per_user"], 2
+                row["same_top_k_as_hf_constrained"] = round(
+                    float(
+                        np.mean(
+                            [
+                                set(a) == set(b)
+                                for a, b in zip(ours.items.tolist(), hf_items.tolist())
+                            ]
+                        )
+                    ),
+                    4,
+                )
+                row["p5rec_vs_unconstrained"] = round(
+                    row["p5rec_ms_per_user"] / row["hf_unconstrained_ms_per_user"], 3
+                )
+                if "hf_prefix_allowed_tokens_fn_ms_per_user" in row:
+                    row["callback_vs_p5rec"] = round(
+                        row["hf_prefix_allowed_tokens_fn_ms_per_user"] / row["p5rec_ms_per_user"],
+                        2,
                     )
                 results["decoding"].append(row)
                 print(json.dumps(row), flush=True)
@@ -298,19 +327,14 @@ def main() -> None:
             inputs = prompts(args.recall_users)
             exact = exact_top(model, inputs, torch.from_numpy(codes).to(device), 10)
             for beams in (10, 20):
-                out = beam_search(
-                    model,
-                    inputs,
-                    settings(beams, steps),
-                    logits_processor=LogitsProcessorList([TrieConstraint(trie, 1)]),
-                )
-                found = trie.items_of(out.sequences[:, 1:]).view(args.recall_users, beams)
+                found = trie_beam_search(model, inputs, trie, beams, PAD).items
                 recall = [
                     len(exact[b] & set(found[b, :10].tolist())) / 10
                     for b in range(args.recall_users)
                 ]
                 results["recall"].append(
                     {
+                        "model": f"random {args.model} T5 (untrained)",
                         "items": size,
                         "beams": beams,
                         "recall_of_exact_top10": round(float(np.mean(recall)), 4),
@@ -325,22 +349,23 @@ def main() -> None:
 
     def ms(size, batch, beams):
         return next(
-            r["trie_ms_per_user"]
+            r["p5rec_ms_per_user"]
             for r in rows
             if (r["items"], r["batch"], r["beams"]) == (size, batch, beams)
         )
 
     summary = {
-        "max_trie_vs_unconstrained": max(r["trie_vs_unconstrained"] for r in rows),
-        "min_callback_vs_trie": min(
-            (r["callback_vs_trie"] for r in rows if "callback_vs_trie" in r), default=None
+        "max_p5rec_vs_unconstrained": max(r["p5rec_vs_unconstrained"] for r in rows),
+        "min_callback_vs_p5rec": min(
+            (r["callback_vs_p5rec"] for r in rows if "callback_vs_p5rec" in r), default=None
         ),
         f"max_growth_{small}_to_{large}_items": max(
             round(ms(large, b, k) / ms(small, b, k), 3) for b in batches for k in beam_widths
         ),
         "largest_trie_build_seconds": results["tries"][-1]["build_seconds"],
         "largest_trie_build_peak_mb": results["tries"][-1]["build_peak_mb"],
-        "all_items_real": all(r["real_items"] for r in rows),
+        "all_real_distinct_items": all(r["real_distinct_items"] for r in rows),
+        "min_same_top_k_as_hf_constrained": min(r["same_top_k_as_hf_constrained"] for r in rows),
     }
     blob = {
         "benchmark": "decoding",

@@ -1,28 +1,26 @@
-"""Inference: constrained beam search over the item trie, candidate scoring, free text.
+"""Inference: item ranking by constrained beam search, candidate scoring, free text.
 
-Every item the engine returns is a real catalogue item and no list repeats an item: beams
-are constrained to the trie of item codes (a beam that left the trie may only end, never
-produce a code), and generated codes are mapped back to items through the trie.
+Every item the engine returns is a real catalogue item and no list repeats an item: ranking
+runs ``p5rec.decoding.trie_beam_search`` over the trie of item codes, and finished codes map
+back to items through the trie. Encoder-decoder (T5) and decoder-only models are served.
 
-The constraint is one vectorised ``LogitsProcessor`` (``TrieConstraint``): per step, a
-``searchsorted`` walk of every beam's generated tokens and one boolean mask built per
-distinct trie node; no Python code runs per beam. It serves encoder-decoder models (the
-generated part starts after the decoder start token) and decoder-only models (it starts
-after the left-padded prompt).
+``TrieConstraint`` is the same constraint as a ``LogitsProcessor``, for ``generate()`` with
+other search settings (sampling, diverse beams): per step, a ``searchsorted`` walk of every
+beam's generated tokens and one mask per distinct trie node; no Python code runs per beam.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessor
 
+from p5rec.decoding import BeamResult, trie_beam_search
 from p5rec.indexing import ItemIndex
 from p5rec.trie import ItemTrie
 
-__all__ = ["Engine", "TrieConstraint", "beam_search"]
+__all__ = ["Engine", "TrieConstraint"]
 
 
 class TrieConstraint(LogitsProcessor):
@@ -43,26 +41,6 @@ class TrieConstraint(LogitsProcessor):
         columns, allowed = self.trie.allowed_columns(state)
         kept = scores.index_select(1, columns).masked_fill_(~allowed, float("-inf"))
         return scores.fill_(float("-inf")).index_copy_(1, columns, kept)
-
-
-def beam_search(model, inputs: dict, config: GenerationConfig, **constraint):
-    """The beam search every item ranking uses: all beams returned with their summed
-    log-probabilities (no length penalty), stopping once every beam has ended.
-
-    ``config`` carries the beams, the length and the special token ids; ``constraint`` is
-    ``logits_processor=`` (this project's decoder), ``prefix_allowed_tokens_fn=`` (the
-    per-beam callback it replaces) or nothing (unconstrained search).
-    """
-    config = copy.deepcopy(config)
-    config.update(
-        num_return_sequences=config.num_beams,
-        do_sample=False,
-        length_penalty=0.0,
-        early_stopping=True,
-        output_scores=True,
-        return_dict_in_generate=True,
-    )
-    return model.generate(**inputs, generation_config=config, **constraint)
 
 
 class Engine:
@@ -130,49 +108,20 @@ class Engine:
         return GenerationConfig(**self._generation_ids, **settings)
 
     @torch.no_grad()
-    def generate_items(self, sources: Sequence[str], num_beams: int):
-        """Raw constrained beam search: (item rows (batch * beams), log-probs, generate output).
-
-        An item row of -1 is a beam that found no item (possible only when the catalogue has
-        fewer items than beams); its score is -inf.
-        """
+    def search(self, sources: Sequence[str], num_beams: int) -> BeamResult:
+        """Constrained beam search (``trie_beam_search``) for a batch of prompts."""
         enc = self._encode(sources, left=not self.encoder_decoder)
-        start = 1 if self.encoder_decoder else enc["input_ids"].shape[1]
-        out = beam_search(
-            self.model,
-            enc,
-            self._generation_config(num_beams=num_beams, max_new_tokens=self.trie.max_length),
-            logits_processor=LogitsProcessorList([TrieConstraint(self.trie, start)]),
-        )
-        rows = self.trie.items_of(out.sequences[:, start:])
-        return rows, out.sequences_scores, out
+        start = self._generation_ids.get("decoder_start_token_id")
+        return trie_beam_search(self.model, enc, self.trie, num_beams, start)
 
-    @torch.no_grad()
     def rank(self, sources: Sequence[str], num_beams: int) -> list[list[tuple[str, float]]]:
-        """Constrained beam search: for each source, up to ``num_beams`` (item, log-prob).
-
-        Items are real and distinct, best first.
-        """
-        if num_beams < 1:
-            raise ValueError("num_beams must be >= 1")
-        if len(self.items) == 1:  # nothing to search: score the one item
-            (item,) = self.items
-            return [[(item, s[0])] for s in self.score_items(sources, [[item]] * len(sources))]
-        wanted = min(num_beams, len(self.items))
-        num_beams = max(2, wanted)  # beam search (not greedy) also for k = 1: it gives scores
-        rows, scores, _ = self.generate_items(sources, num_beams)
-        rows, scores = rows.tolist(), scores.tolist()
-        results = []
-        for b in range(len(sources)):
-            seen: set[int] = set()
-            ranked = []
-            for r in range(b * num_beams, (b + 1) * num_beams):
-                if rows[r] < 0 or rows[r] in seen or scores[r] == float("-inf"):
-                    continue
-                seen.add(rows[r])
-                ranked.append((self.items[rows[r]], scores[r]))
-            results.append(ranked[:wanted])
-        return results
+        """For each source, up to ``num_beams`` (item, log-prob): real, distinct items, best
+        first (fewer only when the catalogue is smaller)."""
+        result = self.search(sources, num_beams)
+        return [
+            [(self.items[r], s) for r, s in zip(rows, scores) if r >= 0]
+            for rows, scores in zip(result.items.tolist(), result.scores.tolist())
+        ]
 
     @torch.no_grad()
     def _score(

@@ -88,24 +88,35 @@ class ItemTrie:
             self._tensors[device] = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         return self._tensors[device]
 
+    def step(self, state: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Node reached from each node in ``state`` by ``token`` (both (batch,)); -1 when
+        there is no such edge or the row had already left the trie."""
+        t = self._on(state.device)
+        keys = t["keys"]
+        token = token.long()
+        key = state * self.width + token
+        pos = torch.searchsorted(keys, key).clamp_(max=len(keys) - 1)
+        hit = (keys[pos] == key) & (state >= 0) & (token >= 0) & (token < self.width)
+        return torch.where(hit, t["child"][pos], -1)
+
     def walk(self, tokens: torch.Tensor, stop_at_leaf: bool = False) -> torch.Tensor:
         """Node reached by each row of ``tokens`` (batch, length); -1 once a row left the trie.
 
         With ``stop_at_leaf`` a row stays at the leaf it reached (what follows EOS is ignored).
         """
-        t = self._on(tokens.device)
-        keys = t["keys"]
+        leaf_item = self._on(tokens.device)["leaf_item"]
         state = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
         for j in range(tokens.shape[1]):
-            token = tokens[:, j].long()
-            key = state * self.width + token
-            pos = torch.searchsorted(keys, key).clamp_(max=len(keys) - 1)
-            hit = (keys[pos] == key) & (state >= 0) & (token >= 0) & (token < self.width)
-            nxt = torch.where(hit, t["child"][pos], -1)
+            nxt = self.step(state, tokens[:, j])
             if stop_at_leaf:
-                nxt = torch.where(t["leaf_item"][state.clamp(min=0)] >= 0, state, nxt)
+                nxt = torch.where(leaf_item[state.clamp(min=0)] >= 0, state, nxt)
             state = nxt
         return state
+
+    def item_at(self, state: torch.Tensor) -> torch.Tensor:
+        """Item row of each leaf node in ``state``; -1 for any other node or -1."""
+        leaf_item = self._on(state.device)["leaf_item"]
+        return torch.where(state >= 0, leaf_item[state.clamp(min=0)], -1)
 
     def allowed_columns(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokens allowed after each node in ``state``, compactly: ``columns`` (C,), the
@@ -139,8 +150,7 @@ class ItemTrie:
 
     def items_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """Item row spelled by each generated row (code, EOS, then anything), or -1."""
-        state = self.walk(tokens, stop_at_leaf=True)
-        return torch.where(state >= 0, self._on(tokens.device)["leaf_item"][state.clamp(min=0)], -1)
+        return self.item_at(self.walk(tokens, stop_at_leaf=True))
 
     # -- single-prefix helpers (tests, debugging) ------------------------------------------
     def allowed(self, prefix: Sequence[int]) -> list[int] | None:

@@ -104,7 +104,7 @@ def test_exact_check_beam_over_catalogue_equals_scoring_every_item(prefix_engine
         exact = dict(zip(items, engine.score_items([source], [items])[0]))
         assert [i for i, _ in ranked] == sorted(items, key=lambda i: -exact[i])
         for item, score in ranked:
-            assert score == pytest.approx(exact[item], abs=1e-4)
+            assert score == pytest.approx(exact[item], rel=1e-5, abs=1e-4)
 
 
 def test_narrow_beams_on_prefix_codes_give_real_distinct_items(prefix_engine):
@@ -136,3 +136,49 @@ def test_checkpoint_generation_defaults_are_ignored(tiny_run):
     engine.model.generation_config.num_beams = 1
     reloaded = Engine(engine.model, engine.tokenizer, engine.index, device="cpu")
     assert reloaded.rank(SOURCES[:1], 25)[0] == before
+
+
+@pytest.mark.parametrize("decoder_only", [False, True])
+def test_decoder_agrees_with_generate_and_the_logits_processor(tiny_run, decoder_only):
+    """On fixed-length codes both are plain beam search: same items, same scores."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    items = [f"it{n:03d}" for n in range(120)]
+    index = build_index(SchemeInput(items, []), IndexConfig(tokens_per_item=3, codebook_size=6))
+    engine = random_engine(tiny_run / "tokenizer", index, decoder_only=decoder_only)
+    beams = 6
+    ours = engine.rank(SOURCES, beams)
+    enc = engine._encode(SOURCES, left=decoder_only)
+    start = enc["input_ids"].shape[1] if decoder_only else 1
+    out = engine.model.generate(
+        **enc,
+        generation_config=GenerationConfig(
+            **engine._generation_ids,
+            num_beams=beams,
+            num_return_sequences=beams,
+            max_new_tokens=engine.trie.max_length,
+            length_penalty=0.0,
+            early_stopping=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+        ),
+        logits_processor=LogitsProcessorList([TrieConstraint(engine.trie, start)]),
+    )
+    rows = engine.trie.items_of(out.sequences[:, start:]).view(len(SOURCES), beams)
+    scores = out.sequences_scores.view(len(SOURCES), beams)
+    for b, ranked in enumerate(ours):
+        assert [i for i, _ in ranked] == [engine.items[r] for r in rows[b].tolist()]
+        assert [s for _, s in ranked] == pytest.approx(scores[b].tolist(), rel=1e-5, abs=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_decoder_on_cuda_matches_cpu(tiny_run):
+    for decoder_only in (False, True):
+        engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only)
+        on_cpu = engine.rank(SOURCES, 8)
+        engine = Engine(engine.model, engine.tokenizer, engine.index, device="cuda")
+        on_gpu = engine.rank(SOURCES, 8)
+        for a, b in zip(on_cpu, on_gpu):
+            assert [i for i, _ in a] == [i for i, _ in b]
+            assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-4, abs=1e-3)
