@@ -216,7 +216,10 @@ def main() -> None:
         help="skip prefix_allowed_tokens_fn for batches larger than this (0: never)",
     )
     parser.add_argument(
-        "--recall-run", help="also measure recall of the exact top-10 on this trained run"
+        "--recall-run",
+        action="append",
+        default=[],
+        help="also measure recall of the exact top-10 on this trained run (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="decoding", help="result file eval/results/NAME.json")
@@ -342,8 +345,8 @@ def main() -> None:
                 )
                 print(json.dumps(results["recall"][-1]), flush=True)
 
-    if args.recall_run:
-        results["recall"] += recall_on_run(args.recall_run, args.recall_users, device)
+    for run in args.recall_run:
+        results["recall"] += recall_on_run(run, args.recall_users, device)
     rows = results["decoding"]
     large, small = max(sizes), min(sizes)
 
