@@ -85,6 +85,24 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print(json.dumps(manifest, indent=2) if args.json else dataset_card(manifest))
 
 
+def cmd_index(args: argparse.Namespace) -> None:
+    from p5rec.training import build_context, describe_index
+
+    overrides = list(args.overrides)
+    overrides.append(f"data.path={Path(args.data).resolve()}")
+    args.overrides = overrides
+    cfg = _config(args)
+    if not (Path(cfg.data.path) / "manifest.json").is_file():
+        raise CliError(f"{cfg.data.path} is not a prepared dataset (run `p5rec prepare`)")
+    index = build_context(cfg, cfg.data.path).index
+    print(describe_index(index))
+    for key, value in index.report.items():
+        print(f"  {key}: {value}")
+    if args.out:
+        index.save(args.out)
+        print(f"wrote {args.out}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from p5rec.training import train
 
@@ -203,6 +221,14 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("stats", "Print the dataset card of a prepared dataset directory.", cmd_stats)
     sp.add_argument("dir", help="prepared dataset directory")
     sp.add_argument("--json", action="store_true", help="print the whole manifest")
+
+    sp = add(
+        "index",
+        "Build the configured item ID scheme on a dataset's training split and report it.",
+        cmd_index,
+    )
+    sp.add_argument("--data", required=True, help="prepared dataset directory")
+    sp.add_argument("--out", help="write the item index (JSON) here")
 
     sp = add(
         "train",

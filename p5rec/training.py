@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -36,6 +37,10 @@ __all__ = ["build_context", "train"]
 
 
 def git_commit() -> str | None:
+    """The commit of this source tree (``P5REC_GIT_COMMIT`` overrides it, for copies of the
+    tree without their git history, such as a working tree synced to a remote machine)."""
+    if os.environ.get("P5REC_GIT_COMMIT"):
+        return os.environ["P5REC_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

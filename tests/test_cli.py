@@ -5,7 +5,9 @@ import pytest
 from p5rec.cli import main
 
 
-@pytest.mark.parametrize("command", ["demo", "prepare", "stats", "train", "evaluate", "recommend"])
+@pytest.mark.parametrize(
+    "command", ["demo", "prepare", "stats", "index", "train", "evaluate", "recommend"]
+)
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -58,3 +60,17 @@ def test_recommend_json(tiny_run, capsys):
     assert main(["recommend", str(tiny_run), "--user", "user_0001", "-k", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in out] == [1, 2, 3]
+
+
+def test_index_reports_and_saves_a_scheme(tiny_data, tmp_path, capsys):
+    from p5rec.indexing import ItemIndex
+
+    out = tmp_path / "index.json"
+    args = ["index", "--data", str(tiny_data), "--out", str(out), "data.num_candidates=20"]
+    assert main([*args, "index.scheme=semantic", "index.suffix=true"]) == 0
+    printed = capsys.readouterr().out
+    assert "semantic + item suffix, 48 items" in printed and "collisions_resolved:" in printed
+    index = ItemIndex.load(out)
+    assert len(index.codes) == 48 and index.meta["config"]["scheme"] == "semantic"
+    assert main([*args, "index.scheme=nope"]) == 2
+    assert "index.scheme 'nope' is unknown" in capsys.readouterr().err
