@@ -11,12 +11,23 @@ from ``--codebook`` tokens per level, fixed seed) are built into
   the usual P5/OpenP5 construction; build seconds and peak memory too).
 
 Then, for each batch size and beam width, the same randomly initialised T5 (``tiny``: the
-demo's CPU size; ``small``: T5-small's dimensions) decodes the same random prompts three
-ways through ``p5rec.generation.beam_search`` (identical settings; the constrained runs use
-exactly as many steps as the unconstrained one): unconstrained, the callback, and
-``TrieConstraint``. Reported: ms per user (median of ``--repeats`` timed calls after a
-warm-up), the ratios the issue sets targets on, and the recall of the exact top-10 (every
-item's code scored by sequence log-probability) at beam 10 and 20 on the smallest catalogue.
+demo's CPU size; ``small``: T5-small's dimensions) ranks items for the same random prompts
+four ways:
+
+* ``p5rec``: this project's decoder, ``p5rec.decoding.trie_beam_search``;
+* ``hf_unconstrained``: Hugging Face ``generate()`` beam search without a constraint, held
+  to the same number of steps (code length + EOS);
+* ``hf_prefix_allowed_tokens_fn``: ``generate()`` with the per-beam callback;
+* ``hf_trie_logits_processor``: ``generate()`` with ``p5rec.generation.TrieConstraint``.
+
+The three ``generate()`` runs share one setting (all beams returned with their summed
+log-probabilities, no length penalty). Reported: ms per user (median of ``--repeats`` timed
+calls after a warm-up), ``p5rec`` against the unconstrained search and the callback against
+``p5rec``, whether ``p5rec`` returned real, distinct items and the same top-K as
+``generate()`` with the same constraint, per-user time growth from the smallest to the
+largest catalogue, and the recall of the exact top-10 (every item's code scored by sequence
+log-probability) at beam 10 and 20 on the smallest catalogue (``--recall-run RUN``: also on a
+trained run's own next-item prompts).
 
 Writes eval/results/NAME.json (default ``decoding``): config, git commit, hardware, wall time.
 """

@@ -113,6 +113,8 @@ class IndexConfig:
     ``suffix``: append each item's own token, making every code unique (CID+IID, SemID+IID).
     ``embedder``: a local sentence-embedding model directory for semantic codes from text.
     ``semantic_source``: auto | text | collaborative (auto: text when items have any).
+    ``embedding_dim``: dimensions of semantic embeddings (SVD, spectral); also caps the
+    eigenvectors a collaborative split computes.
     """
 
     scheme: str = "random"
@@ -126,7 +128,7 @@ class IndexConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.tokens_per_item >= 1, "index.tokens_per_item must be >= 1")
+        _check(1 <= self.tokens_per_item <= 26, "index.tokens_per_item must be in 1..26")
         _check(
             self.codebook_size == 0 or self.codebook_size >= 2,
             "index.codebook_size must be 0 (automatic) or >= 2",

@@ -89,6 +89,7 @@ def trie_beam_search(
     pool_items = torch.full((batch, num_beams), -1, dtype=torch.long, device=device)
     prompt_of = torch.arange(batch, device=device)  # prompt of each row
     eos = torch.tensor([trie.end_id], device=device)
+    expanded = False  # whether the cache has one row per beam yet
 
     for step in range(trie.max_length):
         logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (rows, vocab)
@@ -96,9 +97,9 @@ def trie_beam_search(
         cand = logp.index_select(1, columns).masked_fill_(~allowed, neg) + scores[:, None]
         width = len(columns)
         # finished codes go to the pool (the best num_beams per prompt are kept)
-        at_eos = torch.searchsorted(columns, eos)
-        if at_eos.item() < width and columns[at_eos].item() == trie.end_id:
-            col = int(at_eos.item())
+        at_eos = (columns == trie.end_id).nonzero()
+        if len(at_eos):
+            col = int(at_eos[0, 0])
             done = cand[:, col].view(batch, per_prompt)
             done_items = trie.item_at(trie.step(state, eos.expand_as(state))).view(batch, -1)
             merged = torch.cat([pool_scores, done], 1)
@@ -123,10 +124,10 @@ def trie_beam_search(
         tokens = columns[index % width].view(-1)
         scores = top.view(-1)
         state = torch.where(torch.isfinite(scores), trie.step(state[rows], tokens), -1)
-        if per_prompt == 1:  # first expansion: every cache (cross-attention included)
+        if not expanded:  # first expansion: every cache (cross-attention included)
             cache.reorder_cache(rows)
             prompt_of = prompt_of[rows]
-            per_prompt = num_beams
+            per_prompt, expanded = num_beams, True
             if encoder_decoder:
                 hidden, mask = hidden[prompt_of], mask[prompt_of]
             else:

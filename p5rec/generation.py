@@ -82,16 +82,12 @@ class Engine:
         if largest >= vocab:
             raise ValueError(f"item token id {largest} is outside the model's {vocab} logits")
         self.trie = ItemTrie([self.item_ids[i] for i in self.items], end_id=self.eos)
-        # generate() fills every setting a call leaves unset from model.generation_config,
-        # so a checkpoint's defaults (min_new_tokens, no_repeat_ngram_size, bad_words_ids,
-        # ...) would change what the constrained search reaches: the engine drops them.
         self._generation_ids = {"pad_token_id": self.pad, "eos_token_id": self.eos}
         if self.encoder_decoder:
             start = model.generation_config.decoder_start_token_id
             if start is None:
                 start = model.config.decoder_start_token_id
             self._generation_ids["decoder_start_token_id"] = start
-        self.model.generation_config = GenerationConfig(**self._generation_ids)
 
     def _encode(self, sources: Sequence[str], left: bool = False) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
@@ -103,9 +99,6 @@ class Engine:
             return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in enc.items() if k != "token_type_ids"}
-
-    def _generation_config(self, **settings) -> GenerationConfig:
-        return GenerationConfig(**self._generation_ids, **settings)
 
     @torch.no_grad()
     def search(self, sources: Sequence[str], num_beams: int) -> BeamResult:
@@ -190,12 +183,20 @@ class Engine:
     ) -> list[str]:
         """Unconstrained decoding of free text (ratings, labels, explanations)."""
         enc = self._encode(sources, left=not self.encoder_decoder)
-        out = self.model.generate(
-            **enc,
-            generation_config=self._generation_config(
-                max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False
-            ),
+        settings = GenerationConfig(
+            **self._generation_ids,
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
         )
+        # generate() fills every setting a call leaves unset from model.generation_config;
+        # a checkpoint's defaults (repetition_penalty, min_new_tokens, ...) would change the
+        # answers, so they are set aside for the call (and restored).
+        saved, self.model.generation_config = self.model.generation_config, GenerationConfig()
+        try:
+            out = self.model.generate(**enc, generation_config=settings)
+        finally:
+            self.model.generation_config = saved
         if not self.encoder_decoder:
             out = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -28,6 +28,10 @@ class ItemTrie:
         n, width_in = matrix.shape
         if n == 0:
             raise ValueError("ItemTrie needs at least one code")
+        if end_id < 0:
+            raise ValueError(f"the end token id must be >= 0, got {end_id}")
+        if (matrix < -1).any():
+            raise ValueError("token ids must be >= 0 (and -1 only as padding)")
         lengths = (matrix >= 0).sum(axis=1)
         if (lengths == 0).any():
             raise ValueError(f"item {int(np.argmin(lengths))} has an empty code")

@@ -127,15 +127,18 @@ def test_decoder_only_left_padding_does_not_change_answers(tiny_run):
     assert len(texts) == len(SOURCES) and all(isinstance(t, str) for t in texts)
 
 
-def test_checkpoint_generation_defaults_are_ignored(tiny_run):
-    """A checkpoint's generation config (here: no EOS before the third token, so no 1- or
-    2-token code could end) must not change which items the constrained search reaches."""
+def test_checkpoint_generation_defaults_do_not_change_free_text(tiny_run):
+    """A checkpoint's generation config (here: a heavy repetition penalty) must not change
+    the engine's free-text answers, and the model keeps its own config."""
     engine = random_engine(tiny_run / "tokenizer", prefix_code_index())
-    before = engine.rank(SOURCES[:1], 25)[0]
-    engine.model.generation_config.min_new_tokens = 3
-    engine.model.generation_config.num_beams = 1
-    reloaded = Engine(engine.model, engine.tokenizer, engine.index, device="cpu")
-    assert reloaded.rank(SOURCES[:1], 25)[0] == before
+    before = engine.generate_text(SOURCES, 12)
+    engine.model.generation_config.repetition_penalty = 50.0
+    engine.model.generation_config.no_repeat_ngram_size = 1
+    raw = engine.model.generate(**engine._encode(SOURCES), max_new_tokens=12)
+    raw_texts = engine.tokenizer.batch_decode(raw, skip_special_tokens=True)
+    assert [t.strip() for t in raw_texts] != before  # the defaults do change plain generate()
+    assert engine.generate_text(SOURCES, 12) == before
+    assert engine.model.generation_config.repetition_penalty == 50.0
 
 
 @pytest.mark.parametrize("decoder_only", [False, True])

@@ -50,9 +50,34 @@ def test_report_and_save_load_keep_config_hash(tmp_path):
         back.check_matches(IndexConfig(tokens_per_item=2), None, "run")
 
 
-def test_duplicate_codes_rejected():
-    with pytest.raises(ValueError, match="share a code"):
+def test_duplicate_and_empty_codes_rejected():
+    with pytest.raises(ValueError, match="items 'a' and 'b' share the code <a_1>"):
         ItemIndex("x", {"a": ("<a_1>",), "b": ("<a_1>",)})
+    with pytest.raises(ValueError, match="'a' has an empty code"):
+        ItemIndex("x", {"a": ()})
+
+
+def test_extra_level_skips_values_longer_codes_use():
+    """Two items share <a_1>, and a third already has <a_1><b_0>: the pair gets b_1, b_2."""
+    base = {"a": ("<a_1>",), "b": ("<a_1>",), "c": ("<a_1>", "<b_0>"), "d": ()}
+    codes, collided = make_unique(base, ["a", "b", "c", "d"], suffix=False)
+    assert codes["a"] == ("<a_1>", "<b_1>") and codes["b"] == ("<a_1>", "<b_2>")
+    assert codes["c"] == ("<a_1>", "<b_0>")
+    assert codes["d"] == ("<a_0>",)  # an empty base code always gets a token (a_1 is taken)
+    assert collided == 2
+    ItemIndex("x", codes)  # all distinct and non-empty
+
+
+@pytest.mark.parametrize("scheme", ["random", "atomic", "sequential", "collaborative", "semantic"])
+def test_one_item_catalogue(scheme):
+    idx = build(["only"], [["only"]], {"only": "a lonely thing"}, scheme=scheme)
+    assert len(idx.codes["only"]) >= 1
+
+
+def test_random_codes_from_a_huge_codebook():
+    idx = build(tokens_per_item=8, codebook_size=256)  # 2^64 codes: sampled sparsely
+    assert len(set(idx.codes.values())) == 50 and all(len(c) == 8 for c in idx.codes.values())
+    assert build(tokens_per_item=8, codebook_size=256).codes == idx.codes
 
 
 def test_collisions_resolved_deterministically():

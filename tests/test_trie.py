@@ -60,11 +60,15 @@ def test_mask_never_empty():
         ([[5, END]], "end token"),
         ([[]], "empty code"),
         ([], "at least one"),
+        ([[5, -3]], "only as padding"),
+        ([[5, -1, 6]], "after their last token only"),
     ],
 )
 def test_bad_codes(codes, message):
     with pytest.raises(ValueError, match=message):
         ItemTrie(codes, end_id=END)
+    with pytest.raises(ValueError, match="end token id must be >= 0"):
+        ItemTrie([[5]], end_id=-1)
 
 
 codes_strategy = st.lists(

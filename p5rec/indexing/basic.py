@@ -28,6 +28,16 @@ def digits(number: int, base: int, width: int | None = None) -> list[int]:
     return out[::-1]
 
 
+def distinct_numbers(capacity: int, count: int, rng: random.Random) -> list[int]:
+    """``count`` distinct random numbers below ``capacity`` (any size), in draw order."""
+    if capacity <= 4 * count:
+        return rng.sample(range(capacity), count)
+    seen: dict[int, None] = {}
+    while len(seen) < count:  # sparse: rejection draws rarely repeat
+        seen.setdefault(rng.randrange(capacity))
+    return list(seen)
+
+
 @register_scheme("random")
 def random_codes(data: SchemeInput, cfg: IndexConfig) -> SchemeResult:
     """Random distinct codes of ``tokens_per_item`` tokens; ignores interactions entirely."""
@@ -39,7 +49,7 @@ def random_codes(data: SchemeInput, cfg: IndexConfig) -> SchemeResult:
             f"index: {len(data.items)} items need more codes than codebook_size={size} "
             f"and tokens_per_item={levels} give ({capacity})"
         )
-    numbers = random.Random(cfg.seed).sample(range(capacity), len(data.items))
+    numbers = distinct_numbers(capacity, len(data.items), random.Random(cfg.seed))
     codes = {
         item: tuple(level_token(lv, d) for lv, d in enumerate(digits(n, size, levels)))
         for item, n in zip(data.items, numbers)

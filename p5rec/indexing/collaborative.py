@@ -38,7 +38,8 @@ def collaborative_codes(data: SchemeInput, cfg: IndexConfig) -> SchemeResult:
         if len(path) < MAX_SPECTRAL_DEPTH:
             sub = graph[members][:, members]
             if sub.nnz:
-                embedding = spectral_embedding(sub, clusters, cfg.seed + len(path))
+                dim = min(clusters, cfg.embedding_dim)  # bounds the eigensolver's memory
+                embedding = spectral_embedding(sub, dim, cfg.seed + len(path))
                 labels, _ = kmeans(embedding, clusters, cfg.seed + len(path))
         if labels is None or len(np.unique(labels)) < 2:
             # no structure to split on (isolated items, or too deep): equal parts in id order

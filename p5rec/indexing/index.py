@@ -95,9 +95,16 @@ class ItemIndex:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._by_code = {code: item for item, code in self.codes.items()}
-        if len(self._by_code) != len(self.codes):
-            raise ValueError(f"item index ({self.scheme}): two items share a code")
+        self._by_code: dict[tuple[str, ...], str] = {}
+        for item, code in self.codes.items():
+            if not code:
+                raise ValueError(f"item index ({self.scheme}): item {item!r} has an empty code")
+            other = self._by_code.setdefault(code, item)
+            if other != item:
+                raise ValueError(
+                    f"item index ({self.scheme}): items {other!r} and {item!r} share the code "
+                    f"{''.join(code)}"
+                )
 
     @property
     def tokens(self) -> list[str]:
@@ -156,7 +163,9 @@ def make_unique(
     """Unique codes from base codes; returns them and how many items had a shared base code.
 
     ``items`` fixes the order (sorted ids): the item number of the suffix token, and the
-    number each colliding item gets within its group.
+    number each colliding item gets within its group. The extra level skips values that
+    longer base codes already use after the group's code, and an empty base code always
+    gets one, so no two items end up with the same code.
     """
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for item in items:
@@ -164,13 +173,21 @@ def make_unique(
     collided = sum(len(g) for g in groups.values() if len(g) > 1)
     if suffix:
         return {item: (*codes[item], item_token(n)) for n, item in enumerate(items)}, collided
+    taken: dict[tuple[str, ...], set[str]] = defaultdict(set)  # prefix -> next tokens in use
+    for code in groups:
+        for j in range(len(code)):
+            taken[code[:j]].add(code[j])
     unique = {}
     for code, members in groups.items():
-        if len(members) == 1:
+        if len(members) == 1 and code:
             unique[members[0]] = code
-        else:
-            for j, item in enumerate(members):
-                unique[item] = (*code, level_token(len(code), j))
+            continue
+        value = 0
+        for item in members:
+            while level_token(len(code), value) in taken[code]:
+                value += 1
+            unique[item] = (*code, level_token(len(code), value))
+            value += 1
     return {item: unique[item] for item in items}, collided
 
 

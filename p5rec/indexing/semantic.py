@@ -28,6 +28,7 @@ def semantic_codes(data: SchemeInput, cfg: IndexConfig) -> SchemeResult:
     texts = [data.texts.get(item, "").strip() for item in data.items]
     with_text = sum(1 for t in texts if t)
     source = cfg.semantic_source
+    extra: dict = {}
     if source == "auto":
         source = "text" if with_text else "collaborative"
     if source == "text":
@@ -42,6 +43,8 @@ def semantic_codes(data: SchemeInput, cfg: IndexConfig) -> SchemeResult:
     else:
         graph = cooccurrence(data.items, data.train_sequences)
         vectors = spectral_embedding(graph, cfg.embedding_dim, cfg.seed, weighted=True)
+        isolated = int((graph.getnnz(axis=1) == 0).sum())  # these share one (zero) embedding
+        extra["items_without_cooccurrence"] = isolated
     size = cfg.codebook_size or fitting_codebook(len(data.items), cfg.tokens_per_item)
     numbers = residual_kmeans(vectors, cfg.tokens_per_item, size, cfg.seed)
     codes = {
@@ -55,6 +58,7 @@ def semantic_codes(data: SchemeInput, cfg: IndexConfig) -> SchemeResult:
             "embedding_dim": int(vectors.shape[1]),
             "codebook_size": size,
             "items_without_text": len(texts) - with_text,
+            **extra,
         },
     )
 
