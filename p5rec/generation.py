@@ -150,6 +150,8 @@ class Engine:
         results = []
         for prompt, options in zip(prompts, targets):
             p, n = len(prompt), len(options)
+            if p == 0:
+                raise ValueError("a decoder-only model needs a non-empty prompt to score")
             width = p + max(len(t) for t in options)
             ids = torch.full((n, width), self.pad, dtype=torch.long)
             labels = torch.full((n, width - p), -100, dtype=torch.long)

@@ -82,12 +82,13 @@ def describe_index(index) -> str:
 
 def scheme_input(corpus, splits) -> SchemeInput:
     """What an ID scheme may see: the catalogue, the training sequences (s1..s(n-2) of each
-    user, nothing held out) and each item's metadata text."""
+    user, nothing held out) and each item's title and text. Categories are left out: they
+    are what the category task predicts for its held-out items."""
     train_seqs: dict[str, list[str]] = {}
     for ex in splits.next_item["train"]:
         train_seqs.setdefault(ex.user, list(ex.history[:1])).append(ex.target)
     texts = {
-        item_id: " ".join(p for p in (item.title, item.text, " ".join(item.categories)) if p)
+        item_id: " ".join(p for p in (item.title, item.text) if p)
         for item_id, item in corpus.items.items()
     }
     return SchemeInput(sorted(corpus.items), list(train_seqs.values()), texts)

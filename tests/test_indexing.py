@@ -227,6 +227,7 @@ def test_index_is_fitted_on_training_sequences_only(tiny_cfg, tiny_data, monkeyp
 
     def recording(data, cfg):
         seen["sequences"] = [list(s) for s in data.train_sequences]
+        seen["texts"] = dict(data.texts)
         return SCHEMES["random"](data, cfg)
 
     monkeypatch.setitem(SCHEMES, "recording", recording)
@@ -236,3 +237,8 @@ def test_index_is_fitted_on_training_sequences_only(tiny_cfg, tiny_data, monkeyp
     # exactly s1..s(n-2) of every user: no validation or test target reaches the index
     expected = sorted(seq[:-2] for seq in corpus.sequences().values())
     assert sorted(seen["sequences"]) == expected
+    # titles and texts, never the category labels the category task holds out
+    assert any(item.categories for item in corpus.items.values())
+    assert seen["texts"] == {
+        i: " ".join(p for p in (item.title, item.text) if p) for i, item in corpus.items.items()
+    }

@@ -10,7 +10,8 @@ one of two ways, both deterministic:
   items' ids (TIGER's extra code), and items with a unique base code are left as they are.
 
 Schemes see a ``SchemeInput``: the catalogue, the *training* sequences and the item text
-(catalogue metadata). No validation or test target ever reaches them.
+(title and description; never the category labels the category task holds out). No
+validation or test target ever reaches them.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class SchemeInput:
 
     items: list[str]
     train_sequences: list[list[str]]
-    texts: dict[str, str] = field(default_factory=dict)  # item -> title/text/categories
+    texts: dict[str, str] = field(default_factory=dict)  # item -> title and text
 
 
 Scheme = Callable[[SchemeInput, IndexConfig], "SchemeResult"]
