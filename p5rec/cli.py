@@ -85,17 +85,23 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print(json.dumps(manifest, indent=2) if args.json else dataset_card(manifest))
 
 
-def cmd_index(args: argparse.Namespace) -> None:
-    from p5rec.training import build_context, describe_index
-
-    overrides = list(args.overrides)
-    overrides.append(f"data.path={Path(args.data).resolve()}")
-    args.overrides = overrides
+def _data_config(args: argparse.Namespace):
+    """The config with ``--data`` (made absolute, so a saved config works from any
+    directory) as ``data.path``; a path that is not a prepared dataset is an error."""
+    if args.data:
+        args.overrides = [*args.overrides, f"data.path={Path(args.data).resolve()}"]
     cfg = _config(args)
-    if not (Path(cfg.data.path) / "manifest.json").is_file():
+    if cfg.data.path and not (Path(cfg.data.path) / "manifest.json").is_file():
         raise CliError(f"{cfg.data.path} is not a prepared dataset (run `p5rec prepare`)")
+    return cfg
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from p5rec.training import build_context
+
+    cfg = _data_config(args)
     index = build_context(cfg, cfg.data.path).index
-    print(describe_index(index))
+    print(index.describe())
     for key, value in index.report.items():
         print(f"  {key}: {value}")
     if args.out:
@@ -106,13 +112,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from p5rec.training import train
 
-    overrides = list(args.overrides)
-    if args.data:  # absolute, so the saved config works from any directory
-        overrides.append(f"data.path={Path(args.data).resolve()}")
-    args.overrides = overrides
-    cfg = _config(args)
-    if cfg.data.path and not (Path(cfg.data.path) / "manifest.json").is_file():
-        raise CliError(f"{cfg.data.path} is not a prepared dataset (run `p5rec prepare`)")
+    cfg = _data_config(args)
     summary = train(cfg, args.out, progress=not args.quiet)
     print(f"trained {args.out} in {summary['train_seconds']:.0f} s")
 

@@ -82,7 +82,6 @@ def trie_beam_search(
             f"{type(model).__name__} returns no reorderable cache; beam search needs one"
         )
 
-    per_prompt = 1  # rows per prompt: 1 before the first expansion, num_beams after
     state = torch.zeros(batch, dtype=torch.long, device=device)  # every row at the root
     scores = torch.zeros(batch, device=device)
     pool_scores = torch.full((batch, num_beams), neg, device=device)
@@ -92,6 +91,7 @@ def trie_beam_search(
     expanded = False  # whether the cache has one row per beam yet
 
     for step in range(trie.max_length):
+        per_prompt = num_beams if expanded else 1  # rows per prompt
         logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (rows, vocab)
         columns, allowed = trie.allowed_columns(state)
         cand = logp.index_select(1, columns).masked_fill_(~allowed, neg) + scores[:, None]
@@ -127,7 +127,7 @@ def trie_beam_search(
         if not expanded:  # first expansion: every cache (cross-attention included)
             cache.reorder_cache(rows)
             prompt_of = prompt_of[rows]
-            per_prompt, expanded = num_beams, True
+            expanded = True
             if encoder_decoder:
                 hidden, mask = hidden[prompt_of], mask[prompt_of]
             else:

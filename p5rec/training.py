@@ -69,17 +69,6 @@ def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> Ta
     )
 
 
-def describe_index(index) -> str:
-    """One line: the scheme and its build report."""
-    r = index.report
-    return (
-        f"{index.scheme}{' + item suffix' if index.meta.get('config', {}).get('suffix') else ''}"
-        f", {r.get('items')} items, {r.get('tokens_added')} tokens, code length "
-        f"{r.get('code_length')} (mean {r.get('mean_code_length')}), "
-        f"{r.get('collisions_resolved')} collisions resolved, built in {r.get('build_seconds')} s"
-    )
-
-
 def scheme_input(corpus, splits) -> SchemeInput:
     """What an ID scheme may see: the catalogue, the training sequences (s1..s(n-2) of each
     user, nothing held out) and each item's title and text. Categories are left out: they
@@ -309,7 +298,7 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> 
             )
             ctx.index.save(run_dir / "item_index.json")
             if progress:
-                print(f"item index: {describe_index(ctx.index)}", file=sys.stderr)
+                print(f"item index: {ctx.index.describe()}", file=sys.stderr)
             tokenizer.save_pretrained(run_dir / "tokenizer")
     if not accelerator.is_main_process and not resuming:
         ctx.index = ItemIndex.load(run_dir / "item_index.json")

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from p5rec.config import ConfigError, IndexConfig
@@ -231,7 +233,7 @@ def test_index_is_fitted_on_training_sequences_only(tiny_cfg, tiny_data, monkeyp
         return SCHEMES["random"](data, cfg)
 
     monkeypatch.setitem(SCHEMES, "recording", recording)
-    cfg = tiny_cfg.__class__(**{**tiny_cfg.__dict__, "index": IndexConfig(scheme="recording")})
+    cfg = replace(tiny_cfg, index=IndexConfig(scheme="recording"))
     build_context(cfg, tiny_data)
     corpus, _, _ = load_dataset(tiny_data)
     # exactly s1..s(n-2) of every user: no validation or test target reaches the index

@@ -2,6 +2,7 @@
 the demo data and on Beauty, and no scheme sees a held-out (validation or test) event."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -26,13 +27,7 @@ SCHEMES = {
 
 
 def with_index(cfg, data_dir, **index):
-    return cfg.__class__(
-        **{
-            **cfg.__dict__,
-            "data": cfg.data.__class__(**{**cfg.data.__dict__, "path": str(data_dir)}),
-            "index": IndexConfig(**index),
-        }
-    )
+    return replace(cfg, data=replace(cfg.data, path=str(data_dir)), index=IndexConfig(**index))
 
 
 def check_generated_items(ctx, tokenizer_dir, users: int, beams: int = 20):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["cooccurrence", "kmeans", "residual_kmeans", "spectral_embedding"]
+__all__ = ["cooccurrence", "kmeans", "residual_kmeans", "spectral_embedding", "unit_rows"]
 
 
 def cooccurrence(items: Sequence[str], sequences: Sequence[Sequence[str]]):
@@ -66,6 +66,11 @@ def spectral_embedding(graph, dim: int, seed: int, weighted: bool = False) -> np
     pivot = np.abs(vectors).argmax(axis=0)  # fix each vector's sign: largest entry positive
     vectors *= np.sign(vectors[pivot, np.arange(vectors.shape[1])])
     vectors[:, degree[pivot] == 0] = 0.0  # vectors living on isolated items carry nothing
+    return unit_rows(vectors)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length; all-zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 

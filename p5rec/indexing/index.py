@@ -116,6 +116,17 @@ class ItemIndex:
     def report(self) -> dict:
         return self.meta.get("report", {})
 
+    def describe(self) -> str:
+        """One line: the scheme and its build report."""
+        r = self.report
+        suffix = " + item suffix" if self.meta.get("config", {}).get("suffix") else ""
+        return (
+            f"{self.scheme}{suffix}, {r.get('items')} items, {r.get('tokens_added')} tokens, "
+            f"code length {r.get('code_length')} (mean {r.get('mean_code_length')}), "
+            f"{r.get('collisions_resolved')} collisions resolved, "
+            f"built in {r.get('build_seconds')} s"
+        )
+
     def text(self, item: str) -> str:
         """The item as it appears in prompts and targets."""
         try:

@@ -19,7 +19,12 @@ import numpy as np
 
 from p5rec.config import IndexConfig
 from p5rec.indexing.basic import fitting_codebook
-from p5rec.indexing.clustering import cooccurrence, residual_kmeans, spectral_embedding
+from p5rec.indexing.clustering import (
+    cooccurrence,
+    residual_kmeans,
+    spectral_embedding,
+    unit_rows,
+)
 from p5rec.indexing.index import SchemeInput, SchemeResult, level_token, register_scheme
 
 
@@ -77,8 +82,7 @@ def tfidf_svd(texts: list[str], dim: int, seed: int) -> np.ndarray:
         vectors = matrix.toarray()
     else:
         vectors = TruncatedSVD(dim, random_state=seed).fit_transform(matrix)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    return unit_rows(vectors)
 
 
 def embed_with_model(texts: list[str], directory: str, batch_size: int = 64) -> np.ndarray:
