@@ -122,6 +122,28 @@ class TaskFamily:
         """Examples of ``split`` ("train", "valid" or "test"); ``rng`` may vary per epoch."""
         raise NotImplementedError
 
+    def predict(
+        self,
+        engine: Engine,
+        ctx: TaskContext,
+        examples: list[Example],
+        sources: list[str],
+        options: dict[str, Any],
+    ) -> list[Any]:
+        """One prediction per rendered example (plain picklable values, so processes can
+        gather them: a ranked item list, a label, a text, a rating)."""
+        raise NotImplementedError
+
+    def score(
+        self,
+        ctx: TaskContext,
+        examples: list[Example],
+        predictions: list[Any],
+        options: dict[str, Any],
+    ) -> dict[str, float]:
+        """The family's metrics of ``predictions`` (as ``predict`` returns them)."""
+        raise NotImplementedError
+
     def evaluate(
         self,
         engine: Engine,
@@ -131,7 +153,9 @@ class TaskFamily:
         options: dict[str, Any],
     ) -> dict[str, float]:
         """Predict for ``sources`` (rendered examples) and return the family's metrics."""
-        raise NotImplementedError
+        return self.score(
+            ctx, examples, self.predict(engine, ctx, examples, sources, options), options
+        )
 
     def baseline(
         self, ctx: TaskContext, examples: list[Example], options: dict[str, Any]

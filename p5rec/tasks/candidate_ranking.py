@@ -79,7 +79,7 @@ class CandidateRanking(TaskFamily):
             )
         return out
 
-    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
+    def predict(self, engine, ctx, examples, sources, options) -> list[list[str]]:
         lists = []
         bs = max(1, options["batch_size"] // 4)  # each source expands to all its candidates
         for start in range(0, len(sources), bs):
@@ -89,7 +89,10 @@ class CandidateRanking(TaskFamily):
             )
             for ex, sc in zip(batch, scores):
                 lists.append(_rank(ex.meta["candidates"], sc))
-        return _metrics(lists, [ex.meta["item"] for ex in examples])
+        return lists
+
+    def score(self, ctx, examples, predictions, options) -> dict[str, float]:
+        return _metrics(predictions, [ex.meta["item"] for ex in examples])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         pop = Popularity(train_items(ctx))

@@ -28,10 +28,11 @@ class Category(TaskFamily):
             for i in ctx.splits.category[split]
         ]
 
-    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
-        return label_metrics(
-            decode_labels(self, engine, sources, options), [e.target for e in examples]
-        )
+    def predict(self, engine, ctx, examples, sources, options) -> list[str]:
+        return decode_labels(self, engine, sources, options)
+
+    def score(self, ctx, examples, predictions, options) -> dict[str, float]:
+        return label_metrics(predictions, [e.target for e in examples])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         train = self.examples(ctx, "train", random.Random(0))

@@ -27,7 +27,7 @@ class Explanation(TaskFamily):
             if e.summary
         ]
 
-    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
+    def predict(self, engine, ctx, examples, sources, options) -> list[str]:
         template = self.eval_template(options["template_split"])
         hyps = []
         for start in range(0, len(sources), options["batch_size"]):
@@ -35,7 +35,10 @@ class Explanation(TaskFamily):
                 sources[start : start + options["batch_size"]], 32, num_beams=4
             )
             hyps.extend(template.parse_target(t) for t in texts)
-        return _text_metrics(hyps, [e.target for e in examples])
+        return hyps
+
+    def score(self, ctx, examples, predictions, options) -> dict[str, float]:
+        return _text_metrics(predictions, [e.target for e in examples])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         maj = Majority(e.target for e in self.examples(ctx, "train", random.Random(0)))

@@ -37,7 +37,7 @@ class NextItem(TaskFamily):
             for ex in ctx.splits.next_item[split]
         ]
 
-    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
+    def predict(self, engine, ctx, examples, sources, options) -> list[list[str]]:
         """Constrained beam search over all items. With ``remove_history`` (S3-Rec style) the
         user's past items are dropped from each list and the beam widened to make up for them.
         """
@@ -51,7 +51,10 @@ class NextItem(TaskFamily):
             beams = options["num_beams"] + max(len(p) for p in past)
             for ranked, drop in zip(engine.rank(sources[start : start + bs], beams), past):
                 lists.append([i for i, _ in ranked if i not in drop][: options["num_beams"]])
-        return ranking_metrics(lists, [ex.meta["item"] for ex in examples], options["ks"])
+        return lists
+
+    def score(self, ctx, examples, predictions, options) -> dict[str, float]:
+        return ranking_metrics(predictions, [ex.meta["item"] for ex in examples], options["ks"])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         pop = Popularity(train_items(ctx))

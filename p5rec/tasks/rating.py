@@ -50,34 +50,40 @@ class Rating(TaskFamily):
     def _train_mean(self, ctx: TaskContext) -> GlobalMean:
         return GlobalMean(ctx.corpus.interactions[n].rating for n in ctx.splits.reviews["train"])
 
-    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
-        """RMSE/MAE of the expected rating (probability-weighted over the training rating
-        values, one forward pass) and of the greedily decoded, parsed rating (``*_decoded``)."""
-        lo, hi = ctx.corpus.rating_range
+    def predict(self, engine, ctx, examples, sources, options) -> list[tuple]:
+        """Per example: the expected rating (probability-weighted over the training rating
+        values, one forward pass) and the greedily decoded rating (None if unparsable)."""
         template = self.eval_template(options["template_split"])
         values = sorted({ctx.corpus.interactions[n].rating for n in ctx.splits.reviews["train"]})
         texts = [template.render_target(format_rating(v)) for v in values]
-        fallback = self._train_mean(ctx).mean
-        expected, decoded, unparsed = [], [], 0
+        out = []
         bs = options["batch_size"]
         for start in range(0, len(sources), bs):
             batch = sources[start : start + bs]
-            for scores in engine.score_texts(batch, texts):
-                probs = softmax(scores)
-                expected.append(sum(p * v for p, v in zip(probs, values)))
-            for text in engine.generate_text(batch, 8):
-                value = parse_rating(template.parse_target(text))
-                if value is None:  # counted and reported; scored as the training mean
-                    unparsed += 1
-                    value = fallback
-                decoded.append(min(hi, max(lo, value)))
+            expected = [
+                sum(p * v for p, v in zip(softmax(scores), values))
+                for scores in engine.score_texts(batch, texts)
+            ]
+            decoded = [
+                parse_rating(template.parse_target(t)) for t in engine.generate_text(batch, 8)
+            ]
+            out.extend(zip(expected, decoded))
+        return out
+
+    def score(self, ctx, examples, predictions, options) -> dict[str, float]:
+        """RMSE/MAE of the expected rating and of the decoded one (``*_decoded``; an
+        unparsable answer is counted and scored as the training mean)."""
+        lo, hi = ctx.corpus.rating_range
+        fallback = self._train_mean(ctx).mean
+        expected = [e for e, _ in predictions]
+        decoded = [fallback if d is None else min(hi, max(lo, d)) for _, d in predictions]
         true = [ex.meta["rating"] for ex in examples]
         return {
             "rmse": rmse(expected, true),
             "mae": mae(expected, true),
             "rmse_decoded": rmse(decoded, true),
             "mae_decoded": mae(decoded, true),
-            "unparsed": float(unparsed),
+            "unparsed": float(sum(d is None for _, d in predictions)),
         }
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:

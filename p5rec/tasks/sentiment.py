@@ -24,10 +24,11 @@ class Sentiment(TaskFamily):
             if e.review
         ]
 
-    def evaluate(self, engine, ctx, examples, sources, options) -> dict[str, float]:
-        return label_metrics(
-            decode_labels(self, engine, sources, options), [e.target for e in examples]
-        )
+    def predict(self, engine, ctx, examples, sources, options) -> list[str]:
+        return decode_labels(self, engine, sources, options)
+
+    def score(self, ctx, examples, predictions, options) -> dict[str, float]:
+        return label_metrics(predictions, [e.target for e in examples])
 
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         maj = Majority(e.target for e in self.examples(ctx, "train", random.Random(0)))
