@@ -167,12 +167,6 @@ def _parser() -> argparse.ArgumentParser:
             "--config", help="experiment YAML (default: built-in defaults, or the run's)"
         )
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
-        sp.add_argument(
-            "overrides",
-            nargs="*",
-            metavar="key.sub=value",
-            help="config overrides, e.g. train.epochs=3 model.d_model=64",
-        )
         return sp
 
     sp = add(
@@ -250,6 +244,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     sp.add_argument("--exclude-seen", action="store_true", help="drop items the user already has")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    for sp in sub.choices.values():  # after each command's own positionals (e.g. RUN)
+        sp.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="key.sub=value",
+            help="config overrides, e.g. train.epochs=3 model.d_model=64",
+        )
     return p
 
 

@@ -159,25 +159,39 @@ class TokenizerConfig:
         _check(self.vocab_size >= 50, "tokenizer.vocab_size must be >= 50")
 
 
+ARCHITECTURES = ("t5", "llama", "qwen2")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """T5 built from these sizes, or loaded from ``name_or_path`` (a local checkpoint)."""
+    """The backbone: built from these sizes, or loaded from ``name_or_path``.
+
+    ``arch``: t5 (encoder-decoder) | llama | qwen2 (decoder-only), for a model built from
+    the sizes. A checkpoint (a local directory, or a hub name where there is internet)
+    brings its own architecture, T5-family or causal LM.
+    ``finetune``: full | lora. LoRA trains adapters on ``lora_target_modules`` (empty:
+    peft's default modules for the architecture, e.g. q,v for T5, q_proj,v_proj for
+    Llama/Qwen) plus the item-token rows of the embedding; everything else stays frozen.
+    """
 
     name_or_path: str | None = None
+    arch: str = "t5"
     d_model: int = 128
     d_ff: int = 256
     d_kv: int = 32
     num_heads: int = 4
+    num_kv_heads: int = 0  # decoder-only: key/value heads (0: num_heads)
     num_layers: int = 2
-    num_decoder_layers: int = 2
+    num_decoder_layers: int = 2  # T5 only
     dropout: float = 0.1
     finetune: str = "full"  # "full" or "lora"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_target_modules: tuple[str, ...] = ("q", "v")
+    lora_target_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _check(self.arch in ARCHITECTURES, f"model.arch must be one of {list(ARCHITECTURES)}")
         _check(self.finetune in ("full", "lora"), "model.finetune must be 'full' or 'lora'")
         _check(
             self.finetune == "full" or self.name_or_path is not None,
@@ -185,54 +199,130 @@ class ModelConfig:
             "initialised weights would freeze them)",
         )
         _check(self.d_model > 0 and self.num_layers > 0, "model sizes must be positive")
+        _check(self.num_heads >= 1 and self.num_kv_heads >= 0, "model heads must be positive")
+        _check(
+            self.num_kv_heads == 0 or self.num_heads % self.num_kv_heads == 0,
+            "model.num_heads must be a multiple of model.num_kv_heads",
+        )
         _check(0 <= self.dropout < 1, "model.dropout must be in [0, 1)")
+        _check(self.lora_r >= 1, "model.lora_r must be >= 1")
 
 
 @dataclass(frozen=True)
 class TasksConfig:
-    """Which task families train together, and their share of each epoch's samples."""
+    """Which task families train together, and how they share each epoch and the loss.
+
+    ``mixture``: a family's share of ``train.samples_per_epoch`` (default 1 each); when
+    that is 0, the share scales the family's own example count (0.5: half of them).
+    ``samples``: examples per epoch for a family, overriding its share (a family with
+    millions of examples cannot drown a small one).
+    ``loss_weights``: the alpha of each family in the joint loss (default 1).
+    ``balancing``: fixed (the alpha weights only) | uncertainty (Kendall et al. 2018: each
+    family's loss also scaled by a learned exp(-s), plus s/2).
+    """
 
     families: tuple[str, ...] = FAMILIES
-    weights: dict[str, float] = field(default_factory=dict)  # missing family: weight 1
+    mixture: dict[str, float] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    balancing: str = "fixed"
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
         _check(not unknown, f"tasks.families: unknown {unknown}; known: {list(FAMILIES)}")
         _check(len(self.families) > 0, "tasks.families must name at least one family")
-        extra = [f for f in self.weights if f not in self.families]
-        _check(not extra, f"tasks.weights names families not trained: {extra}")
-        _check(all(w > 0 for w in self.weights.values()), "tasks.weights must be positive")
+        _check(len(set(self.families)) == len(self.families), "tasks.families has duplicates")
+        for name in ("mixture", "samples", "loss_weights"):
+            values = getattr(self, name)
+            extra = [f for f in values if f not in self.families]
+            _check(not extra, f"tasks.{name} names families not trained: {extra}")
+            _check(all(v > 0 for v in values.values()), f"tasks.{name} must be positive")
+        _check(
+            self.balancing in ("fixed", "uncertainty"),
+            "tasks.balancing must be fixed or uncertainty",
+        )
 
-    def weight(self, family: str) -> float:
-        return float(self.weights.get(family, 1.0))
+    def share(self, family: str) -> float:
+        return float(self.mixture.get(family, 1.0))
+
+    def loss_weight(self, family: str) -> float:
+        return float(self.loss_weights.get(family, 1.0))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings."""
+    """Optimisation, validation, checkpointing and logging.
+
+    Steps are optimizer steps (``grad_accum_steps`` batches of ``batch_size`` per process).
+    ``select_metric``: ``loss`` (validation loss, lower is better) or ``FAMILY/METRIC``
+    such as ``next_item/ndcg@10`` (RMSE, MAE and losses lower, everything else higher);
+    the best checkpoint by it becomes the run's model, and ``patience`` validations
+    without improvement stop training (0: never stop early).
+    """
 
     epochs: int = 10
-    samples_per_epoch: int = 0  # 0: one pass over every family's examples
+    max_steps: int = 0  # > 0: stop after this many steps (the schedule is sized to them)
+    samples_per_epoch: int = 0  # 0: one pass over every family's examples (times its share)
     batch_size: int = 32
+    grad_accum_steps: int = 1
     lr: float = 1e-3
     # Learning-rate multiplier for the token embeddings. A model trained from scratch starts
     # with unit-scale embeddings that AdamW moves by about ``lr`` per step; a larger rate
     # lets item tokens find their place within a short CPU run. Use 1 for pretrained models.
     embedding_lr_scale: float = 1.0
     weight_decay: float = 0.01
+    scheduler: str = "linear"  # linear | cosine | constant (after warmup)
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
+    length_bucketing: bool = True
     max_source_length: int = 512
     max_target_length: int = 32
+    eval_every: int = 0  # steps between validations (0: after every epoch)
+    eval_examples: int = 200  # validation examples per family (0: all)
+    eval_families: tuple[str, ...] = ()  # families scored at validation (empty: all trained)
+    select_metric: str = "loss"
+    patience: int = 0
+    checkpoint_every: int = 0  # steps between checkpoints (0: after every epoch)
+    keep_checkpoints: int = 2
+    log_every: int = 10  # steps between training-log lines
+    num_workers: int = 0  # DataLoader workers that tokenise batches
+    tensorboard: bool = True  # log through accelerate's TensorBoard tracker when installed
+    export: str = "merged"  # LoRA runs: merged weights or the adapter in RUN/model
     seed: int = 42
     resume: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.max_steps >= 0, "train.max_steps must be >= 0")
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _check(self.grad_accum_steps >= 1, "train.grad_accum_steps must be >= 1")
         _check(self.lr > 0, "train.lr must be > 0")
         _check(self.embedding_lr_scale > 0, "train.embedding_lr_scale must be > 0")
         _check(self.samples_per_epoch >= 0, "train.samples_per_epoch must be >= 0")
+        _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
+        _check(
+            self.scheduler in ("linear", "cosine", "constant"),
+            "train.scheduler must be linear, cosine or constant",
+        )
+        _check(
+            self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+            "train.mixed_precision must be auto, no, bf16 or fp16",
+        )
+        for name in ("eval_every", "eval_examples", "patience", "checkpoint_every", "num_workers"):
+            _check(getattr(self, name) >= 0, f"train.{name} must be >= 0")
+        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+        _check(self.log_every >= 1, "train.log_every must be >= 1")
+        _check(self.export in ("merged", "adapter"), "train.export must be merged or adapter")
+        _check(
+            self.select_metric == "loss" or self.select_metric.count("/") == 1,
+            f"train.select_metric must be 'loss' or FAMILY/METRIC, got {self.select_metric!r}",
+        )
+
+    def lower_is_better(self) -> bool:
+        """Whether a smaller ``select_metric`` is better."""
+        metric = self.select_metric.rsplit("/", 1)[-1]
+        return metric == "loss" or metric.startswith(("rmse", "mae", "loss"))
 
 
 @dataclass(frozen=True)
@@ -269,6 +359,21 @@ class ExperimentConfig:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        evaluated = self.train.eval_families or self.tasks.families
+        extra = [f for f in self.train.eval_families if f not in self.tasks.families]
+        _check(not extra, f"train.eval_families names families not trained: {extra}")
+        family = self.train.select_metric.split("/")[0]
+        _check(
+            self.train.select_metric == "loss" or family in evaluated,
+            f"train.select_metric {self.train.select_metric!r}: {family!r} is not among the "
+            f"validated families {list(evaluated)}",
+        )
+        _check(
+            self.model.finetune == "lora" or self.train.export == "merged",
+            "train.export=adapter needs model.finetune=lora",
+        )
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -1,15 +1,27 @@
 """Tokenizer and backbone: a local tokenizer or one trained on the corpus, plus item tokens;
-T5 built from the config or loaded from a local checkpoint; optional LoRA."""
+T5 or a decoder-only LM built from the config or loaded from a checkpoint; optional LoRA."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from p5rec.config import ModelConfig, TokenizerConfig
+from p5rec.config import ConfigError, ModelConfig, TokenizerConfig
 
-__all__ = ["add_item_tokens", "build_model", "build_tokenizer", "load_trained"]
+__all__ = [
+    "add_item_tokens",
+    "apply_lora",
+    "build_model",
+    "build_tokenizer",
+    "load_backbone",
+    "load_trained",
+    "run_artefacts",
+    "tokenizer_fingerprint",
+]
 
 
 def _train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: Path) -> None:
@@ -82,14 +94,85 @@ def add_item_tokens(tokenizer, item_tokens: Sequence[str]) -> list[int]:
     return ids
 
 
-def build_model(cfg: ModelConfig, tokenizer, item_token_ids: Sequence[int] = ()):
-    """T5 from ``cfg`` sizes, or a local checkpoint, resized to the tokenizer; LoRA if asked."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
+@dataclass(frozen=True)
+class RunArtefacts:
+    """Where a p5rec run (or export) keeps its model, tokenizer and item index."""
 
-    if cfg.name_or_path:
-        model = AutoModelForSeq2SeqLM.from_pretrained(cfg.name_or_path)
+    model: Path
+    tokenizer: Path
+    index: Path
+
+
+def run_artefacts(path: str | Path) -> RunArtefacts | None:
+    """The artefacts of the p5rec run at ``path`` (the run directory or its ``model/``),
+    or None if ``path`` is not one (a plain checkpoint or a hub name)."""
+    p = Path(path)
+    if (p / "model").is_dir() and (p / "item_index.json").is_file():
+        run = p
+    elif p.name == "model" and (p.parent / "item_index.json").is_file():
+        run = p.parent
     else:
+        return None
+    return RunArtefacts(run / "model", run / "tokenizer", run / "item_index.json")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Short hash of a tokenizer's vocabulary (token -> id), recorded with checkpoints."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:12]
+
+
+def check_same_vocabulary(tokenizer, reference: str | Path, what: str) -> None:
+    """Every token of the tokenizer at ``reference`` must keep its id in ``tokenizer``
+    (which may add tokens after them); raises naming the first that does not."""
+    from transformers import AutoTokenizer
+
+    ours = tokenizer.get_vocab()
+    for token, i in sorted(AutoTokenizer.from_pretrained(reference).get_vocab().items()):
+        if ours.get(token) != i:
+            raise ConfigError(
+                f"{what}: this tokenizer is not the one {reference} was trained with "
+                f"(token {token!r} has id {i} there and {ours.get(token)} here)"
+            )
+
+
+def load_backbone(name_or_path: str | Path, vocab_size: int = 0):
+    """A checkpoint of either kind: T5-family (encoder-decoder) or a causal LM; a LoRA
+    adapter directory loads its base model, resized to ``vocab_size`` rows, and merges."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    if (Path(name_or_path) / "adapter_config.json").is_file():
+        from peft import PeftConfig, PeftModel
+
+        base = load_backbone(PeftConfig.from_pretrained(name_or_path).base_model_name_or_path)
+        if base.get_input_embeddings().weight.shape[0] < vocab_size:
+            base.resize_token_embeddings(vocab_size, mean_resizing=False)
+        return PeftModel.from_pretrained(base, name_or_path).merge_and_unload()
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"model.name_or_path {name_or_path!r}: no model checkpoint there ({err})"
+        ) from None
+    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    return cls.from_pretrained(name_or_path)
+
+
+def _from_sizes(cfg: ModelConfig, tokenizer, max_positions: int):
+    import torch
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    torch.manual_seed(0)
+    if cfg.arch == "t5":
         config = T5Config(
             vocab_size=len(tokenizer),
             d_model=cfg.d_model,
@@ -100,33 +183,110 @@ def build_model(cfg: ModelConfig, tokenizer, item_token_ids: Sequence[int] = ())
             num_heads=cfg.num_heads,
             dropout_rate=cfg.dropout,
             feed_forward_proj="relu",
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id,
+            **ids,
         )
-        torch.manual_seed(0)
-        model = T5ForConditionalGeneration(config)
-    if model.get_input_embeddings().weight.shape[0] != len(tokenizer):
+        return T5ForConditionalGeneration(config)
+    config_cls, model_cls = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }[cfg.arch]
+    config = config_cls(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
+        head_dim=cfg.d_kv,
+        max_position_embeddings=max_positions,
+        attention_dropout=cfg.dropout,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        **ids,
+    )
+    return model_cls(config)
+
+
+def build_model(
+    cfg: ModelConfig, tokenizer, item_token_ids: Sequence[int] = (), max_positions: int = 1024
+):
+    """The backbone from ``cfg`` sizes or a checkpoint, resized to the tokenizer; LoRA if
+    asked (``max_positions``: the longest sequence a decoder-only model built from sizes
+    must take, prompt and answer together)."""
+    if cfg.name_or_path:
+        artefacts = run_artefacts(cfg.name_or_path)
+        model = load_backbone(artefacts.model if artefacts else cfg.name_or_path, len(tokenizer))
+    else:
+        model = _from_sizes(cfg, tokenizer, max_positions)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if cfg.finetune == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        lora = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_target_modules),
-            task_type=TaskType.SEQ_2_SEQ_LM,
-            # only the new item-token rows of the shared embedding train (tie kept)
-            trainable_token_indices={"shared": list(item_token_ids)} if item_token_ids else None,
-        )
-        model = get_peft_model(model, lora)
+        model = apply_lora(model, cfg, item_token_ids)
     return model
 
 
+def embedding_module_name(model) -> str:
+    """Name (last component) of the input embedding module: ``shared`` for T5,
+    ``embed_tokens`` for Llama/Qwen; what peft's ``trainable_token_indices`` keys on."""
+    embedding = model.get_input_embeddings()
+    for name, module in model.named_modules():
+        if module is embedding:
+            return name.rsplit(".", 1)[-1]
+    raise ValueError("the model's input embedding is not one of its modules")
+
+
+def check_lora_targets(model, targets: Sequence[str]) -> None:
+    """Every target must name a module (peft's rule: the full name or its last part)."""
+    import torch
+
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted(
+            {
+                n.rsplit(".", 1)[-1]
+                for n, m in model.named_modules()
+                if isinstance(m, torch.nn.Linear)
+            }
+        )
+        raise ConfigError(
+            f"model.lora_target_modules: {missing} match no module of this "
+            f"{model.config.model_type} model; its linear layers are {linear}"
+        )
+
+
+def apply_lora(model, cfg: ModelConfig, item_token_ids: Sequence[int]):
+    """Wrap ``model`` in LoRA adapters; the item-token rows of the embedding train too
+    (the tie to the output layer is kept), every other weight is frozen."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = list(cfg.lora_target_modules) or None  # None: peft's default for the arch
+    if targets:
+        check_lora_targets(model, targets)
+    encoder_decoder = bool(model.config.is_encoder_decoder)
+    rows = {embedding_module_name(model): list(item_token_ids)} if item_token_ids else None
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type=TaskType.SEQ_2_SEQ_LM if encoder_decoder else TaskType.CAUSAL_LM,
+        trainable_token_indices=rows,
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as err:  # e.g. no default target modules for this architecture
+        raise ConfigError(f"model.lora_target_modules: {err}") from None
+
+
 def load_trained(run_dir: str | Path):
-    """Model, tokenizer and item index saved by training in ``run_dir``."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    """Model, tokenizer and item index saved by training (or export) in ``run_dir``.
+
+    ``RUN/model`` holds full weights, or a LoRA adapter whose base checkpoint is loaded,
+    resized to the tokenizer and merged with it.
+    """
+    from transformers import AutoTokenizer
 
     from p5rec.indexing import ItemIndex
 
@@ -134,6 +294,6 @@ def load_trained(run_dir: str | Path):
     for name in ("model", "tokenizer", "item_index.json"):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir}: missing {name}; is this a finished training run?")
-    model = AutoModelForSeq2SeqLM.from_pretrained(run_dir / "model")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    model = load_backbone(run_dir / "model", len(tokenizer))
     return model, tokenizer, ItemIndex.load(run_dir / "item_index.json")

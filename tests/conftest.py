@@ -27,6 +27,7 @@ TINY = [
     "train.batch_size=16",
     "eval.num_beams=10",
     "eval.max_examples=8",
+    "train.eval_examples=8",
 ]
 
 

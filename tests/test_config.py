@@ -62,12 +62,12 @@ def test_missing_file():
 
 
 def test_save_roundtrip(tmp_path):
-    cfg = load_config(None, ["tasks.weights={rating: 2.0}", "model.lora_target_modules=[q, k, v]"])
+    cfg = load_config(None, ["tasks.loss_weights={rating: 2.0}", "model.lora_target_modules=[q, k, v]"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert config_hash(again) == config_hash(cfg)
-    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["tasks"]["weights"] == {
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["tasks"]["loss_weights"] == {
         "rating": 2.0
     }
 

@@ -1,9 +1,8 @@
-"""Tiny train -> evaluate -> recommend, resume, LoRA."""
+"""Tiny train -> evaluate -> recommend."""
 
 import json
 
 import pytest
-import torch
 
 from p5rec.config import ConfigError
 from p5rec.evaluation import evaluate_run, format_table
@@ -19,7 +18,9 @@ def test_run_directory_contents(tiny_run):
         "item_index.json",
         "tokenizer",
         "model",
-        "state",
+        "best",
+        "checkpoints",
+        "curves.png",
         "train_log.jsonl",
     ):
         assert (tiny_run / name).exists(), name
@@ -55,72 +56,6 @@ def test_recommend(tiny_run, tiny_ctx):
         rec.recommend("nobody")
     with pytest.raises(RecommendError, match="k must be between 1"):
         rec.recommend(user, k=0)
-
-
-def test_resume_continues_from_the_last_epoch(tmp_path, tiny_data):
-    run = tmp_path / "run"
-    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
-    first = (run / "model" / "model.safetensors").read_bytes()
-    cfg = tiny_config(
-        f"data.path={tiny_data}",
-        "train.samples_per_epoch=32",
-        "train.epochs=2",
-        "train.resume=true",
-    )
-    train(cfg, run, progress=False)
-    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2]  # epoch 1 was not trained again
-    assert (run / "model" / "model.safetensors").read_bytes() != first
-
-
-def test_lora_trains_adapters_and_item_rows_only(tiny_run, tiny_ctx):
-    from p5rec.modeling import add_item_tokens, build_model, build_tokenizer
-
-    # LoRA fine-tunes a checkpoint: the tiny run's model, with two new item tokens
-    cfg = tiny_config(f"model.name_or_path={tiny_run / 'model'}", "model.finetune=lora")
-    tok = build_tokenizer(cfg.tokenizer, [], ["<new_0>", "<new_1>"], str(tiny_run / "tokenizer"))
-    item_ids = add_item_tokens(tok, ["<new_0>", "<new_1>"])
-    model = build_model(cfg.model, tok, item_ids)
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora" in n or "trainable_tokens" in n for n in trainable)
-    before = model.get_input_embeddings()(torch.arange(len(tok))).detach().clone()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    batch = tok(["<a_0><b_1> next?"], text_target=["<new_1>"], return_tensors="pt")
-    for _ in range(3):
-        model(**batch).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    after = model.get_input_embeddings()(torch.arange(len(tok))).detach()
-    changed = (after - before).abs().sum(-1) > 0
-    assert changed[item_ids].any()
-    others = torch.ones(len(tok), dtype=torch.bool)
-    others[item_ids] = False
-    assert not changed[others].any()
-
-
-def test_lora_needs_a_checkpoint():
-    with pytest.raises(ConfigError, match="lora needs a pretrained model.name_or_path"):
-        tiny_config("model.finetune=lora")
-
-
-def test_resume_refuses_a_different_config(tmp_path, tiny_data):
-    run = tmp_path / "run"
-    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
-    changed = tiny_config(
-        f"data.path={tiny_data}", "train.samples_per_epoch=32", "train.lr=0.5", "train.resume=true"
-    )
-    with pytest.raises(ConfigError, match="cannot resume"):
-        train(changed, run, progress=False)
-
-
-def test_fresh_start_clears_an_earlier_run(tmp_path, tiny_data):
-    run = tmp_path / "run"
-    (run / "state").mkdir(parents=True)
-    (run / "metrics.json").write_text("{}")
-    (run / "trainer_state.json").write_text('{"epoch": 9}')
-    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
-    assert not (run / "metrics.json").exists()
-    assert json.loads((run / "trainer_state.json").read_text())["epoch"] == 0
 
 
 def test_split_settings_must_match_the_dataset(tmp_path, tiny_data):

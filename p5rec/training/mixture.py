@@ -1,0 +1,202 @@
+"""The task mixture: which examples an epoch trains on, how they are batched and tokenised,
+and the joint loss over task families (fixed alpha weights or uncertainty weighting)."""
+
+from __future__ import annotations
+
+import random
+from typing import NamedTuple
+
+import torch
+
+from p5rec.config import ExperimentConfig
+from p5rec.tasks import TaskContext, TaskFamily
+
+__all__ = [
+    "Collator",
+    "Pair",
+    "TaskLoss",
+    "epoch_batches",
+    "family_counts",
+    "length_grouped",
+    "token_losses",
+]
+
+
+class Pair(NamedTuple):
+    """One rendered training example."""
+
+    source: str
+    target: str
+    family: int  # index into the run's families
+
+
+def family_counts(cfg: ExperimentConfig, pools: dict[str, list]) -> dict[str, int]:
+    """How many examples of each family one epoch samples (``tasks.samples`` first, then
+    shares of ``train.samples_per_epoch``, or of each family's own size when that is 0)."""
+    t = cfg.tasks
+    fixed = {f: n for f, n in t.samples.items() if f in pools}
+    rest = [f for f in pools if f not in fixed]
+    if cfg.train.samples_per_epoch == 0:
+        shared = {f: round(len(pools[f]) * t.share(f)) for f in rest}
+    else:
+        total = sum(t.share(f) for f in rest) or 1.0
+        shared = {f: round(cfg.train.samples_per_epoch * t.share(f) / total) for f in rest}
+    return {f: (fixed | shared)[f] if pools[f] else 0 for f in pools}
+
+
+def epoch_pairs(
+    cfg: ExperimentConfig, ctx: TaskContext, families: list[TaskFamily], epoch: int
+) -> list[Pair]:
+    """The epoch's examples: a seeded sample per family, each rendered with a seen template
+    drawn per example, shuffled together."""
+    rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
+    pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
+    counts = family_counts(cfg, pools)
+    pairs: list[Pair] = []
+    for f, fam in enumerate(families):
+        pool, n = pools[fam.name], counts[fam.name]
+        if not n:
+            continue
+        chosen = pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
+        templates = fam.seen_templates()
+        pairs.extend(Pair(*rng.choice(templates).render(ex.fields, ex.target), f) for ex in chosen)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def epoch_batches(
+    cfg: ExperimentConfig, ctx: TaskContext, families: list[TaskFamily], epoch: int
+) -> list[list[Pair]]:
+    """The epoch's batches, identical in every process and in a resumed run."""
+    pairs = epoch_pairs(cfg, ctx, families, epoch)
+    size = cfg.train.batch_size
+    if cfg.train.length_bucketing:
+        rng = random.Random(f"{cfg.train.seed}-buckets-{epoch}")
+        return length_grouped(pairs, size, rng)
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
+def length_grouped(pairs: list, batch_size: int, rng: random.Random, window: int = 64) -> list:
+    """Batches of sources of similar length (less padding), in shuffled order.
+
+    Pairs are sorted by source length inside windows of ``window`` batches; the batches are
+    then shuffled, so the mixture of families across an epoch is unchanged.
+    """
+    size = batch_size * window
+    batches = []
+    for start in range(0, len(pairs), size):
+        chunk = sorted(pairs[start : start + size], key=lambda p: len(p[0]))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+class Collator:
+    """Tokenise pairs into a model batch; label positions that are not targets are -100.
+
+    Targets are their text tokens plus EOS, as scoring and decoding read them. An
+    encoder-decoder gets the shifted targets as decoder inputs; a decoder-only model reads
+    source then target in one right-padded sequence (loss on the target part only).
+    """
+
+    def __init__(self, tokenizer, max_source: int, max_target: int, decoder_start=None) -> None:
+        self.tok, self.max_source, self.max_target = tokenizer, max_source, max_target
+        self.decoder_start = decoder_start  # None: decoder-only
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.eos = tokenizer.eos_token_id
+
+    def _ids(self, texts, max_length: int, special: bool) -> tuple[list[list[int]], int]:
+        """Token ids of ``texts`` and how many were cut at ``max_length``."""
+        enc = self.tok(
+            list(texts),
+            truncation=True,
+            max_length=max_length - (0 if special else 1),  # room for the target's EOS
+            add_special_tokens=special,
+        )
+        cut = 0
+        if enc.encodings is not None:  # fast tokenizers report what truncation cut off
+            cut = sum(1 for e in enc.encodings if e.overflowing)
+        return enc.input_ids, cut
+
+    def __call__(self, pairs: list[Pair]) -> dict[str, torch.Tensor]:
+        sources, cut_s = self._ids((p.source for p in pairs), self.max_source, True)
+        targets, cut_t = self._ids((p.target for p in pairs), self.max_target, False)
+        targets = [t + [self.eos] for t in targets]
+        batch = {
+            "family": torch.tensor([p.family for p in pairs]),
+            "truncated": torch.tensor(cut_s + cut_t),
+        }
+        if self.decoder_start is None:
+            rows = [s + t for s, t in zip(sources, targets)]
+            batch["input_ids"] = _pad(rows, self.pad)
+            batch["attention_mask"] = _pad([[1] * len(r) for r in rows], 0)
+            batch["labels"] = _pad([[-100] * len(s) + t for s, t in zip(sources, targets)], -100)
+            return batch
+        labels = _pad(targets, -100)
+        decoder = torch.full_like(labels, self.decoder_start)
+        previous = labels[:, :-1]
+        decoder[:, 1:] = torch.where(previous == -100, self.pad, previous)
+        batch["input_ids"] = _pad(sources, self.pad)
+        batch["attention_mask"] = _pad([[1] * len(s) for s in sources], 0)
+        batch["decoder_input_ids"] = decoder
+        batch["labels"] = labels
+        return batch
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross-entropy of the batch's labels (float32) and the label mask, each
+    (batch, length); a decoder-only model's logits are shifted to predict the next token."""
+    keys = ("input_ids", "attention_mask", "decoder_input_ids")
+    inputs = {k: batch[k] for k in keys if k in batch}
+    logits = model(**inputs).logits
+    labels = batch["labels"]
+    if "decoder_input_ids" not in batch:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none"
+    )
+    mask = labels != -100
+    return loss * mask, mask
+
+
+class TaskLoss(torch.nn.Module):
+    """The joint loss of a mixed batch and each family's share of it.
+
+    With token losses summed per family (``sums``, over ``counts`` tokens of ``N`` in the
+    batch), the joint loss is ``sum_t alpha_t * sums_t / N``: the usual token mean when every
+    alpha is 1. Uncertainty weighting (Kendall, Gal and Cipolla 2018) learns a log-variance
+    ``s_t`` per family and uses ``sum_t (counts_t / N) * alpha_t * (exp(-s_t) * L_t + s_t / 2)``
+    with ``L_t = sums_t / counts_t``.
+    """
+
+    def __init__(self, alphas: list[float], uncertainty: bool = False) -> None:
+        super().__init__()
+        self.register_buffer("alphas", torch.tensor(alphas, dtype=torch.float32))
+        self.log_vars = torch.nn.Parameter(torch.zeros(len(alphas))) if uncertainty else None
+
+    def per_family(self, loss, mask, family) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed token loss and token count of each family, each (num_families,)."""
+        n = len(self.alphas)
+        sums = torch.zeros(n, device=loss.device).index_add(0, family, loss.sum(1))
+        counts = torch.zeros(n, device=loss.device).index_add(0, family, mask.sum(1).float())
+        return sums, counts
+
+    def forward(self, loss, mask, family) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(joint loss, per-family summed loss, per-family token count)."""
+        sums, counts = self.per_family(loss, mask, family.to(loss.device))
+        total = counts.sum().clamp(min=1)
+        alphas = self.alphas.to(loss.device)
+        if self.log_vars is None:
+            joint = (alphas * sums).sum() / total
+        else:
+            s = self.log_vars.to(loss.device)
+            mean = sums / counts.clamp(min=1)
+            joint = ((counts / total) * alphas * (torch.exp(-s) * mean + s / 2)).sum()
+        return joint, sums.detach(), counts.detach()

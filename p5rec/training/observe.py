@@ -1,0 +1,73 @@
+"""What a run shows while it trains: the JSONL log, TensorBoard and the curve PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from p5rec.training.checkpoints import atomic_write_text
+
+__all__ = ["TrainingLog", "plot_curves", "tensorboard_available"]
+
+
+def tensorboard_available() -> bool:
+    from accelerate.utils import is_tensorboard_available
+
+    return bool(is_tensorboard_available())
+
+
+class TrainingLog:
+    """``RUN/train_log.jsonl``: one JSON object per line, ``kind`` "train" (losses over the
+    last ``train.log_every`` steps, per family, throughput) or "valid" (validation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def append(self, record: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines past ``step`` (a resumed run writes them again)."""
+        kept = [r for r in self.records() if r["step"] <= step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def plot_curves(records: list[dict], path: Path, select_metric: str) -> None:
+    """Training loss per family and validation loss / selection metric against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if r["kind"] == "train"]
+    valid = [r for r in records if r["kind"] == "valid"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    if train:
+        steps = [r["step"] for r in train]
+        ax.plot(steps, [r["loss"] for r in train], label="all", color="black", linewidth=2)
+        for name in sorted({k for r in train for k in r if k.startswith("loss/")}):
+            ax.plot(steps, [r.get(name) for r in train], label=name[5:], linewidth=1)
+    if valid:
+        ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o--", label="validation")
+    ax.set(xlabel="step", ylabel="token cross-entropy", title="loss")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    metric = select_metric if select_metric != "loss" else None
+    shown = [r for r in valid if metric in r] if metric else valid
+    if shown:
+        key = metric or "loss"
+        ax.plot([r["step"] for r in shown], [r[key] for r in shown], "o-")
+        ax.set(ylabel=key)
+    ax.set(xlabel="step", title=f"validation {metric or 'loss'}")
+    fig.tight_layout()
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
