@@ -62,7 +62,9 @@ def test_missing_file():
 
 
 def test_save_roundtrip(tmp_path):
-    cfg = load_config(None, ["tasks.loss_weights={rating: 2.0}", "model.lora_target_modules=[q, k, v]"])
+    cfg = load_config(
+        None, ["tasks.loss_weights={rating: 2.0}", "model.lora_target_modules=[q, k, v]"]
+    )
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
@@ -82,3 +84,9 @@ def test_to_dict_is_plain():
     blob = to_dict(load_config())
     assert isinstance(blob["eval"]["ks"], list)
     assert set(blob) == {"name", "data", "index", "tokenizer", "model", "tasks", "train", "eval"}
+
+
+def test_exponent_without_a_dot_is_a_number():
+    assert load_config(None, ["train.lr=1e-4"]).train.lr == 1e-4
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(None, ["train.lr=fast"])

@@ -5,22 +5,28 @@ thread pools and accelerate state are already in use (as in a test session) can 
 """
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+from p5rec.tasks import get_family
 from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# 7 validation examples per family: an odd count, so the processes' shares are uneven and
+# gather_for_metrics must drop the padding duplicates
+OVERRIDES = ["train.samples_per_epoch=64", "train.eval_examples=7", "train.log_every=1"]
 
 
 def train_worker(run: str, data: str) -> None:
     from p5rec.training import train
 
-    train(tiny_config(f"data.path={data}", "train.samples_per_epoch=64"), run, progress=False)
+    train(tiny_config(f"data.path={data}", *OVERRIDES), run, progress=False)
 
 
-def test_two_processes_train_one_model(tmp_path, tiny_data):
+def test_two_processes_train_one_model(tmp_path, tiny_data, tiny_ctx):
     run = tmp_path / "run"
     code = (
         "from functools import partial\n"
@@ -35,5 +41,22 @@ def test_two_processes_train_one_model(tmp_path, tiny_data):
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((run / "run.json").read_text())
     assert info["num_processes"] == 2
+    # the ranks end with identical weights (training also checks this and fails otherwise)
+    a, b = info["param_checksums"]
+    assert a == b
+    # 66 samples (11 per family) make 5 batches of at most 16; two processes take two
+    # batches per step: 3 steps, the last one's second batch wrapping round to the first
+    assert info["steps"] == info["steps_per_epoch"] == 3
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3]
+    valid = [r for r in log if r["kind"] == "valid"]
+    assert len(valid) == 1
+    families = tiny_config().tasks.families
+    # every family's examples (7, or all if fewer) were scored once each across the two
+    # processes (the training run fails if gathering lost or repeated one)
+    available = {
+        f: len(get_family(f).examples(tiny_ctx, "valid", random.Random(0))) for f in families
+    }
+    assert valid[0]["examples"] == {f: min(7, n) for f, n in available.items()}
+    assert all(f"loss/{f}" in valid[0] for f in families)
     assert (run / "model" / "model.safetensors").is_file()
-    assert len((run / "train_log.jsonl").read_text().splitlines()) == 1

@@ -351,6 +351,7 @@ def train(
                         unwrapped, tokenizer, ctx.index, tc.max_source_length, accelerator.device
                     )
                 record.update(validation.metrics(engine))
+                record["examples"] = validation.sizes()
         unwrapped.train()
         if tc.select_metric not in record:
             available = sorted(k for k in record if k not in ("kind", "step", "epoch"))

@@ -1,0 +1,334 @@
+"""The training loop: exact resume after SIGKILL, LoRA rows, decoder-only backbones, the
+task mixture and its joint loss, validation and early stopping, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from p5rec.config import ConfigError
+from p5rec.modeling import load_backbone, load_trained
+from p5rec.training import train
+from p5rec.training.mixture import Collator, Pair, TaskLoss, family_counts, token_losses
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# 6 steps per epoch, 2 epochs; checkpoints every 4 steps, log lines every 2
+RESUME = [
+    "train.samples_per_epoch=96",
+    "train.epochs=2",
+    "train.checkpoint_every=4",
+    "train.log_every=2",
+]
+
+
+def log_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def curve(records: list[dict]) -> list[dict]:
+    """Every logged value except timings."""
+    timing = ("samples_per_s", "seconds")
+    return [{k: v for k, v in r.items() if k not in timing} for r in records]
+
+
+def kill_at(step: int):
+    """An on_step callback that SIGKILLs the process after ``step``."""
+    import os
+    import signal
+
+    def callback(info: dict) -> None:
+        if info["step"] == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return callback
+
+
+def test_resume_after_sigkill_gives_the_same_curve(tmp_path, tiny_data):
+    overrides = [f"data.path={tiny_data}", *RESUME]
+    reference = tmp_path / "reference"
+    train(tiny_config(*overrides), reference, progress=False)
+
+    run = tmp_path / "run"
+    code = (
+        "from tests.conftest import tiny_config\n"
+        "from tests.test_training import kill_at\n"
+        "from p5rec.training import train\n"
+        f"train(tiny_config(*{overrides!r}), {str(run)!r}, progress=False, on_step=kill_at(7))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
+    # killed after step 7: the newest checkpoint is step 4, the log already reaches step 6
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004"]
+    assert max(r["step"] for r in log_of(run)) == 6
+    assert not (run / "model").exists()
+    # a checkpoint half-written when the process died is never read
+    partial = run / "checkpoints" / ".tmp-step-00000008"
+    partial.mkdir()
+    (partial / "pytorch_model.bin").write_bytes(b"\0" * 10)
+
+    summary = train(tiny_config(*overrides, "train.resume=true"), run, progress=False)
+    assert summary["steps"] == 12
+    assert not partial.exists()
+    assert curve(log_of(run)) == curve(log_of(reference))
+    resumed, _, _ = load_trained(run)
+    uninterrupted, _, _ = load_trained(reference)
+    for (name, a), b in zip(resumed.state_dict().items(), uninterrupted.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_a_different_config(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
+    changed = tiny_config(
+        f"data.path={tiny_data}", "train.samples_per_epoch=32", "train.lr=0.5", "train.resume=true"
+    )
+    with pytest.raises(ConfigError, match="cannot resume"):
+        train(changed, run, progress=False)
+
+
+def test_resume_refuses_a_checkpoint_of_another_tokenizer(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    cfg = tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32")
+    train(cfg, run, progress=False)
+    state = next((run / "checkpoints").iterdir()) / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    saved["fingerprints"]["tokenizer"] = "0" * 12
+    state.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        train(
+            tiny_config(
+                f"data.path={tiny_data}", "train.samples_per_epoch=32", "train.resume=true"
+            ),
+            run,
+            progress=False,
+        )
+
+
+def test_more_epochs_continue_from_the_last_checkpoint(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    base = [f"data.path={tiny_data}", "train.samples_per_epoch=32"]
+    train(tiny_config(*base), run, progress=False)
+    summary = train(tiny_config(*base, "train.epochs=2", "train.resume=true"), run, progress=False)
+    steps = [r["step"] for r in log_of(run) if r["kind"] == "valid"]
+    assert steps == [2, 4] and summary["steps"] == 4  # epoch 1 was not trained again
+
+
+def test_fresh_start_clears_an_earlier_run(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-00000099").mkdir(parents=True)
+    (run / "checkpoints" / "step-00000099" / "trainer_state.json").write_text("{}")
+    (run / "metrics.json").write_text("{}")
+    train(tiny_config(f"data.path={tiny_data}", "train.samples_per_epoch=32"), run, progress=False)
+    assert not (run / "metrics.json").exists()
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000002"]
+
+
+@pytest.fixture(scope="module")
+def llama_run(tmp_path_factory, tiny_data) -> Path:
+    run = tmp_path_factory.mktemp("llama")
+    cfg = tiny_config(f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16")
+    train(cfg, run, progress=False)
+    return run
+
+
+def test_decoder_only_trains_and_evaluates(llama_run, tiny_data):
+    from p5rec.evaluation import evaluate_run
+
+    info = json.loads((llama_run / "run.json").read_text())
+    assert info["backbone"] == "llama"
+    cfg = tiny_config(f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16")
+    report = evaluate_run(llama_run, cfg, ["next_item", "rating"], progress=False)
+    ranked = report["results"]["next_item"]
+    assert ranked["n"] == 8 and 0 <= ranked["model"]["hr@10"] <= 1
+
+
+@pytest.mark.parametrize("base", ["tiny_run", "llama_run"])
+def test_lora_trains_adapters_and_item_rows_only(base, request, tmp_path, tiny_data):
+    """LoRA through the training loop: against the checkpoint it started from, only the
+    item-token rows of the embedding and the adapted modules' weights change."""
+    start = request.getfixturevalue(base)
+    run = tmp_path / "lora"
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        f"model.name_or_path={start}",
+        "model.finetune=lora",
+        "train.export=adapter",
+        "train.lr=0.05",
+    )
+    summary = train(cfg, run, progress=False)
+    assert 0 < summary["trainable_parameters"] < summary["parameters"] / 2
+    assert (run / "model" / "adapter_config.json").is_file()
+    before = load_backbone(start / "model").state_dict()
+    model, tokenizer, index = load_trained(run)  # the base with the adapter merged in
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    targets = ("q", "v") if base == "tiny_run" else ("q_proj", "v_proj")
+    tied = ("shared.weight", "embed_tokens.weight", "lm_head.weight")  # one shared matrix
+    item_ids = tokenizer.convert_tokens_to_ids(index.tokens)
+    for name, old in before.items():
+        new = after[name]
+        if name.endswith(tied):
+            changed = (new - old).abs().sum(-1) > 0
+            assert changed[item_ids].all(), name
+            others = torch.ones(len(changed), dtype=torch.bool)
+            others[item_ids] = False
+            assert not changed[others].any(), name
+        elif name.split(".")[-2] in targets:
+            assert not torch.equal(new, old), name  # merged adapter
+        else:
+            assert torch.equal(new, old), name  # frozen base weight
+
+
+def test_lora_target_that_matches_nothing(tiny_run, tmp_path, tiny_data):
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        f"model.name_or_path={tiny_run}",
+        "model.finetune=lora",
+        "model.lora_target_modules=[q_proj]",
+    )
+    with pytest.raises(ConfigError, match=r"\['q_proj'\] match no module of this t5 model"):
+        train(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_checkpoint_with_another_item_index(tiny_run, tmp_path, tiny_data):
+    cfg = tiny_config(
+        f"data.path={tiny_data}", f"model.name_or_path={tiny_run}", "index.scheme=atomic"
+    )
+    with pytest.raises(ConfigError, match="another index config"):
+        train(cfg, tmp_path / "r", progress=False)
+
+
+def test_checkpoint_with_another_tokenizer(tiny_run, tmp_path, tiny_data):
+    from p5rec.modeling import build_tokenizer
+
+    other = build_tokenizer(tiny_config("tokenizer.vocab_size=60").tokenizer, ["zz yy xx"], [])
+    other.save_pretrained(tmp_path / "tok")
+    cfg = tiny_config(
+        f"data.path={tiny_data}", f"model.name_or_path={tiny_run}", f"tokenizer.path={tmp_path}/tok"
+    )
+    with pytest.raises(ConfigError, match="not the one .* was trained with"):
+        train(cfg, tmp_path / "r", progress=False)
+
+
+def test_missing_data_directory(tmp_path):
+    with pytest.raises(ConfigError, match="no such directory"):
+        train(tiny_config(f"data.path={tmp_path}/nowhere"), tmp_path / "r", progress=False)
+
+
+def test_unknown_selection_metric(tmp_path, tiny_data):
+    with pytest.raises(ConfigError, match="not among the validated families"):
+        tiny_config("train.select_metric=rating/rmse", "train.eval_families=[next_item]")
+    cfg = tiny_config(f"data.path={tiny_data}", "train.select_metric=next_item/ndcg@50")
+    with pytest.raises(ConfigError, match="not a validation metric; available: .*ndcg@10"):
+        train(cfg, tmp_path / "r", progress=False)
+
+
+def test_early_stopping_keeps_the_best_model(tmp_path, tiny_data):
+    """With a learning rate too small to change anything, the metric never improves: the
+    run stops after ``patience`` validations and its model is the first one."""
+    run = tmp_path / "run"
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "train.samples_per_epoch=96",
+        "train.epochs=3",
+        "train.lr=1e-12",
+        "train.eval_every=2",
+        "train.patience=2",
+        "train.select_metric=next_item/hr@10",
+        "train.eval_families=[next_item]",
+    )
+    summary = train(cfg, run, progress=False)
+    assert summary["stopped_early"] and summary["steps"] == 6
+    assert summary["best"]["step"] == 2 and summary["best"]["bad_evals"] == 2
+    valid = [r for r in log_of(run) if r["kind"] == "valid"]
+    assert [r["best"] for r in valid] == [True, False, False]
+    assert set(valid[0]) >= {"next_item/hr@10", "loss/next_item", "loss/rating"}
+
+
+def test_train_log_has_per_family_losses_and_throughput(tiny_run):
+    train_records = [r for r in log_of(tiny_run) if r["kind"] == "train"]
+    assert train_records and all(r["samples_per_s"] > 0 for r in train_records)
+    families = {k[5:] for r in train_records for k in r if k.startswith("loss/")}
+    assert families == set(tiny_config().tasks.families)
+    assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_family_counts():
+    cfg = tiny_config(
+        "tasks.families=[next_item, rating, sentiment]",
+        "train.samples_per_epoch=100",
+        "tasks.mixture={next_item: 3}",
+        "tasks.samples={sentiment: 7}",
+    )
+    pools = {"next_item": [0] * 1000, "rating": [0] * 10, "sentiment": [0] * 5}
+    assert family_counts(cfg, pools) == {"next_item": 75, "rating": 25, "sentiment": 7}
+    cfg = tiny_config(
+        "tasks.families=[next_item, rating]",
+        "train.samples_per_epoch=0",
+        "tasks.mixture={rating: 0.5}",
+    )
+    assert family_counts(cfg, {"next_item": [0] * 40, "rating": [0] * 10}) == {
+        "next_item": 40,
+        "rating": 5,
+    }
+    assert family_counts(cfg, {"next_item": [0] * 40, "rating": []})["rating"] == 0
+
+
+def test_task_loss_fixed_and_uncertainty():
+    loss = torch.tensor([[1.0, 3.0, 0.0], [2.0, 0.0, 0.0], [4.0, 4.0, 4.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)
+    family = torch.tensor([0, 1, 0])
+    joint, sums, counts = TaskLoss([1.0, 1.0])(loss, mask, family)
+    assert torch.allclose(joint, torch.tensor(18.0 / 6))  # the plain token mean
+    assert sums.tolist() == [16.0, 2.0] and counts.tolist() == [5.0, 1.0]
+    joint, _, _ = TaskLoss([0.5, 2.0])(loss, mask, family)
+    assert torch.allclose(joint, torch.tensor((0.5 * 16 + 2.0 * 2) / 6))
+    balancer = TaskLoss([1.0, 1.0], uncertainty=True)
+    with torch.no_grad():
+        balancer.log_vars.copy_(torch.tensor([0.5, -1.0]))
+    joint, _, _ = balancer(loss, mask, family)
+    l0, l1 = 16 / 5, 2 / 1
+    expected = 5 / 6 * (torch.exp(torch.tensor(-0.5)) * l0 + 0.25) + 1 / 6 * (
+        torch.exp(torch.tensor(1.0)) * l1 - 0.5
+    )
+    assert torch.allclose(joint, expected)
+    joint.backward()
+    assert balancer.log_vars.grad is not None
+
+
+def test_uncertainty_weighting_learns_log_variances(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    cfg = tiny_config(f"data.path={tiny_data}", "tasks.balancing=uncertainty", "train.log_every=1")
+    train(cfg, run, progress=False)
+    last = [r for r in log_of(run) if r["kind"] == "train"][-1]
+    assert any(last[f"log_var/{f}"] != 0 for f in cfg.tasks.families)
+
+
+@pytest.mark.parametrize("arch", ["t5", "llama"])
+def test_collator_and_token_losses_match_the_model_loss(arch, tiny_run):
+    """The collator's labels and decoder inputs are what HF's own loss reads: the token mean
+    of ``token_losses`` equals the model's loss on the same batch."""
+    from transformers import AutoTokenizer
+
+    from p5rec.modeling import build_model
+
+    tok = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
+    cfg = tiny_config(f"model.arch={arch}", "model.d_kv=16", "model.dropout=0")
+    model = build_model(cfg.model, tok).eval()
+    start = model.config.decoder_start_token_id if arch == "t5" else None
+    collate = Collator(tok, 64, 8, start)
+    batch = collate([Pair("user_1 bought a b c", "<a_1>", 0), Pair("rate it", "5", 1)])
+    loss, mask = token_losses(model, batch)
+    if arch == "llama":
+        assert (batch["labels"][0, : mask.shape[1] - 1] == -100).sum() > 0  # prompt not scored
+    reference = model(**{k: v for k, v in batch.items() if k not in ("family", "truncated")}).loss
+    assert torch.allclose(loss.sum() / mask.sum(), reference, atol=1e-5)
+    assert int(batch["truncated"]) == 0
