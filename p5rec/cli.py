@@ -1,4 +1,5 @@
-"""Command line: ``p5rec demo | prepare | stats | train | evaluate | recommend``."""
+"""Command line: ``p5rec demo | prepare | stats | index | train | export | evaluate |
+recommend``."""
 
 from __future__ import annotations
 
@@ -112,9 +113,18 @@ def cmd_index(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from p5rec.training import train
 
+    if args.resume:
+        args.overrides = [*args.overrides, "train.resume=true"]
     cfg = _data_config(args)
     summary = train(cfg, args.out, progress=not args.quiet)
     print(f"trained {args.out} in {summary['train_seconds']:.0f} s")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from p5rec.export import export_run
+
+    out = export_run(_run_dir(args.run), args.out, merge=not args.adapter)
+    print(f"wrote {out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -226,12 +236,28 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add(
         "train",
-        "Train a multi-task model (use `accelerate launch -m p5rec train ...` "
-        "for several processes).",
+        "Train a multi-task model (several processes or GPUs: "
+        "`accelerate launch scripts/train.py ...`, same arguments).",
         cmd_train,
     )
     sp.add_argument("--data", help="prepared dataset directory (default: synthetic data)")
     sp.add_argument("--out", required=True, help="run directory to write")
+    sp.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run's newest checkpoint (same as train.resume=true)",
+    )
+
+    sp = add(
+        "export",
+        "Copy a trained run's model, tokenizer, item index and config into a new directory.",
+        cmd_export,
+    )
+    sp.add_argument("run", help="run directory")
+    sp.add_argument("--out", required=True, help="new directory to write")
+    sp.add_argument(
+        "--adapter", action="store_true", help="keep a LoRA adapter as is (default: merge it)"
+    )
 
     sp = add("evaluate", "Evaluate a trained run; writes RUN/metrics.json.", cmd_evaluate)
     sp.add_argument("run", help="run directory")
@@ -275,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         RecommendError,
         ValueError,
         FileNotFoundError,
+        FileExistsError,
     ) as err:
         if os.environ.get("P5REC_TRACEBACK"):
             raise

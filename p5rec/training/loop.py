@@ -196,11 +196,10 @@ def train(
     """
     from accelerate import Accelerator
     from transformers import get_scheduler
+    from transformers.utils import logging as hf_logging
 
     from p5rec.generation import Engine
     from p5rec.modeling import build_model, tokenizer_fingerprint
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-shard save bars would drown the training bar
     start_time = time.time()
