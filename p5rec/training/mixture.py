@@ -159,11 +159,9 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     labels = batch["labels"]
     if "decoder_input_ids" not in batch:
         logits, labels = logits[:, :-1], labels[:, 1:]
-    loss = torch.nn.functional.cross_entropy(
-        logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none"
-    )
-    mask = labels != -100
-    return loss * mask, mask
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    loss = torch.nn.functional.cross_entropy(flat, labels.reshape(-1), reduction="none")
+    return loss.view(labels.shape), labels != -100  # ignored positions are 0
 
 
 class TaskLoss(torch.nn.Module):
