@@ -115,6 +115,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.resume:
         args.overrides = [*args.overrides, "train.resume=true"]
+        saved = Path(args.out) / "config.yaml"
+        if args.config is None and saved.is_file():  # the run's own config
+            args.config = saved
     cfg = _data_config(args)
     summary = train(cfg, args.out, progress=not args.quiet)
     print(f"trained {args.out} in {summary['train_seconds']:.0f} s")

@@ -262,7 +262,7 @@ class TrainConfig:
     """
 
     epochs: int = 10
-    max_steps: int = 0  # > 0: stop after this many steps (the schedule is sized to them)
+    max_steps: int = 0  # > 0: train this many steps instead of ``epochs`` epochs
     samples_per_epoch: int = 0  # 0: one pass over every family's examples (times its share)
     batch_size: int = 32
     grad_accum_steps: int = 1
@@ -270,6 +270,7 @@ class TrainConfig:
     # Learning-rate multiplier for the token embeddings. A model trained from scratch starts
     # with unit-scale embeddings that AdamW moves by about ``lr`` per step; a larger rate
     # lets item tokens find their place within a short CPU run. Use 1 for pretrained models.
+    # (Full fine-tuning only: under LoRA the item rows train at ``lr``.)
     embedding_lr_scale: float = 1.0
     weight_decay: float = 0.01
     scheduler: str = "linear"  # linear | cosine | constant (after warmup)
@@ -486,8 +487,11 @@ def load_config(
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    """Write the resolved config as YAML (through a temporary file and a rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
 
 
 def config_hash(config: Any) -> str:

@@ -137,8 +137,10 @@ def check_same_vocabulary(tokenizer, reference: str | Path, what: str) -> None:
 
 
 def load_backbone(name_or_path: str | Path, vocab_size: int = 0):
-    """A checkpoint of either kind: T5-family (encoder-decoder) or a causal LM; a LoRA
-    adapter directory loads its base model, resized to ``vocab_size`` rows, and merges."""
+    """A checkpoint of either kind: T5-family (encoder-decoder) or a causal LM, in float32;
+    a LoRA adapter directory loads its base model, resized to ``vocab_size`` rows, and
+    merges."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     if (Path(name_or_path) / "adapter_config.json").is_file():
@@ -156,11 +158,13 @@ def load_backbone(name_or_path: str | Path, vocab_size: int = 0):
             f"model.name_or_path {name_or_path!r}: no model checkpoint there ({err})"
         ) from None
     cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    return cls.from_pretrained(name_or_path)
+    # float32 weights: training keeps fp32 master weights (mixed precision is autocast);
+    # transformers would otherwise keep a checkpoint's stored bf16/fp16
+    return cls.from_pretrained(name_or_path, dtype=torch.float32)
 
 
 def _from_sizes(cfg: ModelConfig, tokenizer, max_positions: int):
-    import torch
+    """A randomly initialised backbone (the caller seeds torch)."""
     from transformers import (
         LlamaConfig,
         LlamaForCausalLM,
@@ -171,7 +175,6 @@ def _from_sizes(cfg: ModelConfig, tokenizer, max_positions: int):
     )
 
     ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
-    torch.manual_seed(0)
     if cfg.arch == "t5":
         config = T5Config(
             vocab_size=len(tokenizer),
@@ -209,13 +212,31 @@ def _from_sizes(cfg: ModelConfig, tokenizer, max_positions: int):
 
 
 def build_model(
-    cfg: ModelConfig, tokenizer, item_token_ids: Sequence[int] = (), max_positions: int = 1024
+    cfg: ModelConfig,
+    tokenizer,
+    item_token_ids: Sequence[int] = (),
+    max_positions: int = 1024,
+    seed: int = 0,
 ):
     """The backbone from ``cfg`` sizes or a checkpoint, resized to the tokenizer; LoRA if
     asked (``max_positions``: the longest sequence a decoder-only model built from sizes
-    must take, prompt and answer together)."""
+    must take, prompt and answer together). ``seed`` fixes every random initialisation
+    (weights built from sizes, new embedding rows, LoRA matrices)."""
+    import torch
+
+    torch.manual_seed(seed)
     if cfg.name_or_path:
         artefacts = run_artefacts(cfg.name_or_path)
+        if (
+            cfg.finetune == "lora"
+            and artefacts
+            and (artefacts.model / "adapter_config.json").is_file()
+        ):
+            raise ConfigError(
+                f"model.name_or_path {cfg.name_or_path}: LoRA on a run that saved a LoRA "
+                "adapter would lose that adapter; export it merged first "
+                "(`p5rec export RUN --out DIR`) and fine-tune DIR"
+            )
         model = load_backbone(artefacts.model if artefacts else cfg.name_or_path, len(tokenizer))
     else:
         model = _from_sizes(cfg, tokenizer, max_positions)
@@ -265,7 +286,14 @@ def apply_lora(model, cfg: ModelConfig, item_token_ids: Sequence[int]):
     if targets:
         check_lora_targets(model, targets)
     encoder_decoder = bool(model.config.is_encoder_decoder)
-    rows = {embedding_module_name(model): list(item_token_ids)} if item_token_ids else None
+    rows = None
+    if item_token_ids:
+        rows = {embedding_module_name(model): list(item_token_ids)}
+        output = model.get_output_embeddings()
+        if output is not None and output.weight is not model.get_input_embeddings().weight:
+            # untied output layer (many causal LMs): its item rows must train as well
+            name = next(n for n, m in model.named_modules() if m is output)
+            rows[name.rsplit(".", 1)[-1]] = list(item_token_ids)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,

@@ -332,3 +332,70 @@ def test_collator_and_token_losses_match_the_model_loss(arch, tiny_run):
     reference = model(**{k: v for k, v in batch.items() if k not in ("family", "truncated")}).loss
     assert torch.allclose(loss.sum() / mask.sum(), reference, atol=1e-5)
     assert int(batch["truncated"]) == 0
+
+
+def test_lora_trains_the_item_rows_of_an_untied_output_layer():
+    """Many causal LMs keep a separate lm_head: its item rows must train too."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from p5rec.modeling import apply_lora
+
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(config)
+    before = base.lm_head.weight.detach().clone()
+    items = [45, 46, 47]
+    model = apply_lora(
+        base, tiny_config("model.name_or_path=x", "model.finetune=lora").model, items
+    )
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x = torch.tensor([[1, 2, 45, 46, 47]])
+    for _ in range(3):
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    changed = (model.merge_and_unload().lm_head.weight - before).abs().sum(-1) > 0
+    assert changed.nonzero().flatten().tolist() == items
+
+
+def test_resume_refuses_another_process_count(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    base = [f"data.path={tiny_data}", "train.samples_per_epoch=32"]
+    train(tiny_config(*base), run, progress=False)
+    state = next((run / "checkpoints").iterdir()) / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "num_processes": 2}))
+    with pytest.raises(ConfigError, match="written with num_processes=2, this run has 1"):
+        train(tiny_config(*base, "train.resume=true"), run, progress=False)
+
+
+def test_interrupted_publish_and_torn_log_line_are_repaired(tmp_path):
+    from p5rec.training.checkpoints import clean_partial, publish_dir
+    from p5rec.training.observe import TrainingLog
+
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "w").write_text("old")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "w").write_text("new")
+    publish_dir(staged, tmp_path / "best")
+    assert (tmp_path / "best" / "w").read_text() == "new" and not staged.exists()
+    # killed between the two renames: only .old-best is there
+    (tmp_path / "best").rename(tmp_path / ".old-best")
+    clean_partial(tmp_path)
+    assert (tmp_path / "best" / "w").read_text() == "new"
+    log = TrainingLog(tmp_path / "log.jsonl")
+    log.append({"kind": "train", "step": 1})
+    with log.path.open("a") as f:
+        f.write('{"kind": "tr')  # the process died mid-line
+    assert log.records() == [{"kind": "train", "step": 1}]
+    log.truncate_after(1)
+    assert log.path.read_text() == '{"kind": "train", "step": 1}\n'

@@ -56,8 +56,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def publish_dir(staged: Path, dst: Path) -> None:
-    """Put the finished directory ``staged`` in place of ``dst`` by renames: ``dst`` is at
-    every moment either the old or the new directory, never a partial one."""
+    """Put the finished directory ``staged`` in place of ``dst`` by two renames: ``dst`` is
+    never a partial directory (a kill between the renames leaves the old one as
+    ``.old-NAME``, which ``clean_partial`` puts back)."""
     old = dst.with_name(f".old-{dst.name}")
     shutil.rmtree(old, ignore_errors=True)
     _fsync_tree(staged)
@@ -95,10 +96,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def clean_partial(run_dir: Path) -> None:
-    """Remove what a killed run left half-written (temporary checkpoint folders)."""
+    """Undo what a killed run left half-done: temporary checkpoint folders are removed, and
+    a directory caught between the two renames of ``publish_dir`` is put back."""
     root = checkpoint_dir(run_dir)
     for tmp in root.glob(".tmp-*") if root.is_dir() else []:
         shutil.rmtree(tmp, ignore_errors=True)
+    for old in run_dir.glob(".old-*"):
+        target = run_dir / old.name[len(".old-") :]
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(old, target)
 
 
 def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, keep: int) -> Path:

@@ -175,6 +175,8 @@ def _tokenizer_and_index(cfg, run_dir, data_dir, accelerator, fresh: bool, progr
                     check_same_vocabulary(tokenizer, checkpoint_tokenizer, "tokenizer.path")
             ctx.index.save(run_dir / "item_index.json")
             tokenizer.save_pretrained(run_dir / "tokenizer")
+            # what every other process and a resumed run will read
+            tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
             if progress:
                 print(f"item index: {ctx.index.describe()}", file=sys.stderr)
         else:
@@ -249,7 +251,8 @@ def train(
             )
 
     item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
-    model = build_model(cfg.model, tokenizer, item_ids, tc.max_source_length + tc.max_target_length)
+    positions = tc.max_source_length + tc.max_target_length
+    model = build_model(cfg.model, tokenizer, item_ids, positions, tc.seed)
     encoder_decoder = bool(model.config.is_encoder_decoder)
     start = model.config.decoder_start_token_id if encoder_decoder else None
     collator = Collator(tokenizer, tc.max_source_length, tc.max_target_length, start)
@@ -263,6 +266,11 @@ def train(
 
     world, rank, accum = accelerator.num_processes, accelerator.process_index, tc.grad_accum_steps
     batches = epoch_batches(cfg, ctx, families, 0)
+    if not batches:
+        raise ConfigError(
+            f"no training examples: the families {list(cfg.tasks.families)} have none in "
+            f"{data_dir} (check tasks.families, tasks.samples and the dataset's splits)"
+        )
     steps_per_epoch = math.ceil(len(batches) / (world * accum))
     total_steps = tc.max_steps or steps_per_epoch * tc.epochs
     scheduler = get_scheduler(
@@ -278,6 +286,13 @@ def train(
     log = TrainingLog(run_dir / "train_log.jsonl")
     validation = Validation(cfg, ctx, families, accelerator)
     stop = False
+    layout = {"num_processes": world, "mixed_precision": accelerator.mixed_precision}
+    for key, value in layout.items():
+        if saved and saved[key] != value:
+            raise ConfigError(
+                f"{checkpoint} was written with {key}={saved[key]}, this run has {value}; "
+                "resume with the same setting (its data order and state depend on it)"
+            )
     if checkpoint:
         accelerator.load_state(str(checkpoint))
         step, best, stop = saved["step"], saved["best"], saved["stopped"]
@@ -415,15 +430,22 @@ def train(
         )
         for _ in range(first, last):
             t0 = time.perf_counter()
-            for m in range(accum):
-                batch = {k: v.to(accelerator.device) for k, v in next(loader).items()}
+            micro = [
+                {k: v.to(accelerator.device) for k, v in next(loader).items()} for _ in range(accum)
+            ]
+            # the step's loss is a mean over the target tokens of all its micro-batches on
+            # all processes (DDP averages gradients over processes, hence the world factor)
+            tokens = sum((b["labels"] != -100).sum() for b in micro).float()
+            normaliser = accelerator.reduce(tokens, "sum").clamp(min=1) / world
+            for m, batch in enumerate(micro):
                 window["truncated"] += int(batch.pop("truncated"))
-                torch.manual_seed(_step_seed(tc.seed, step, m))  # dropout, whatever came before
+                # dropout depends on the seed and the batch's place only, not on history
+                torch.manual_seed(_step_seed(tc.seed, step, m * world + rank))
                 sync = m == accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                     loss, mask = token_losses(model, batch)
-                    joint, sums, counts = task_loss(loss, mask, batch["family"])
-                    accelerator.backward(joint / accum)
+                    joint, sums, counts = task_loss(loss, mask, batch["family"], normaliser)
+                    accelerator.backward(joint)
                 window["sums"] += sums.cpu()
                 window["counts"] += counts.cpu()
                 window["samples"] += len(batch["family"])
@@ -431,7 +453,8 @@ def train(
                 task_loss.log_vars.grad = accelerator.reduce(task_loss.log_vars.grad, "mean")
             accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
             optimizer.step()
-            scheduler.step()
+            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: step again later
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if task_loss.log_vars is not None:
                 task_loss.log_vars.grad = None
@@ -455,6 +478,7 @@ def train(
                     "epoch": epoch_now,
                     "best": best,
                     "stopped": stop,
+                    **layout,
                     "resume_key": resume_key(cfg),
                     "fingerprints": fingerprints,
                 }

@@ -167,11 +167,13 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
 class TaskLoss(torch.nn.Module):
     """The joint loss of a mixed batch and each family's share of it.
 
-    With token losses summed per family (``sums``, over ``counts`` tokens of ``N`` in the
-    batch), the joint loss is ``sum_t alpha_t * sums_t / N``: the usual token mean when every
-    alpha is 1. Uncertainty weighting (Kendall, Gal and Cipolla 2018) learns a log-variance
-    ``s_t`` per family and uses ``sum_t (counts_t / N) * alpha_t * (exp(-s_t) * L_t + s_t / 2)``
-    with ``L_t = sums_t / counts_t``.
+    With token losses summed per family (``sums_t`` over ``counts_t`` target tokens), the
+    joint loss is ``sum_t alpha_t * sums_t / N``: the usual token mean when every alpha is 1.
+    Uncertainty weighting (Kendall, Gal and Cipolla 2018) learns a log-variance ``s_t`` per
+    family: ``sum_t alpha_t * (exp(-s_t) * sums_t + counts_t * s_t / 2) / N``, which is
+    ``sum_t (counts_t / N) * alpha_t * (exp(-s_t) * L_t + s_t / 2)`` with ``L_t`` the
+    family's token mean. ``N`` is the batch's token count, or (``normaliser``) the token
+    count of a whole optimizer step, so that micro-batches and processes weigh by tokens.
     """
 
     def __init__(self, alphas: list[float], uncertainty: bool = False) -> None:
@@ -186,15 +188,16 @@ class TaskLoss(torch.nn.Module):
         counts = torch.zeros(n, device=loss.device).index_add(0, family, mask.sum(1).float())
         return sums, counts
 
-    def forward(self, loss, mask, family) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, loss, mask, family, normaliser: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(joint loss, per-family summed loss, per-family token count)."""
         sums, counts = self.per_family(loss, mask, family.to(loss.device))
-        total = counts.sum().clamp(min=1)
+        n = counts.sum().clamp(min=1) if normaliser is None else normaliser
         alphas = self.alphas.to(loss.device)
         if self.log_vars is None:
-            joint = (alphas * sums).sum() / total
+            joint = (alphas * sums).sum() / n
         else:
             s = self.log_vars.to(loss.device)
-            mean = sums / counts.clamp(min=1)
-            joint = ((counts / total) * alphas * (torch.exp(-s) * mean + s / 2)).sum()
+            joint = (alphas * (torch.exp(-s) * sums + counts * s / 2)).sum() / n
         return joint, sums.detach(), counts.detach()

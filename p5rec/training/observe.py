@@ -26,7 +26,16 @@ class TrainingLog:
     def records(self) -> list[dict]:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        records = []
+        for n, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n == len(lines) - 1:  # a line cut short by a killed process
+                    break
+                raise ValueError(f"{self.path}: line {n + 1} is not JSON") from None
+        return records
 
     def append(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:
