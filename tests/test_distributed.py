@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from p5rec.tasks import get_family
 from tests.conftest import tiny_config
 
@@ -60,3 +62,20 @@ def test_two_processes_train_one_model(tmp_path, tiny_data, tiny_ctx):
     assert valid[0]["examples"] == {f: min(7, n) for f, n in available.items()}
     assert all(f"loss/{f}" in valid[0] for f in families)
     assert (run / "model" / "model.safetensors").is_file()
+
+    # one process accumulating two batches per step takes the same batches, the same dropout
+    # and the same token-weighted loss: its curve is the two processes' curve
+    from p5rec.training import train
+
+    single = tmp_path / "single"
+    train(
+        tiny_config(f"data.path={tiny_data}", *OVERRIDES, "train.grad_accum_steps=2"),
+        single,
+        progress=False,
+    )
+    alone = [json.loads(line) for line in (single / "train_log.jsonl").read_text().splitlines()]
+    assert len(alone) == len(log)
+    for a, b in zip(alone, log):
+        assert a["step"] == b["step"] and a["kind"] == b["kind"]
+        for key in [k for k in b if k.startswith("loss")]:
+            assert a[key] == pytest.approx(b[key], rel=1e-5), (b["step"], key)

@@ -399,3 +399,15 @@ def test_interrupted_publish_and_torn_log_line_are_repaired(tmp_path):
     assert log.records() == [{"kind": "train", "step": 1}]
     log.truncate_after(1)
     assert log.path.read_text() == '{"kind": "train", "step": 1}\n'
+
+
+def test_tensorboard_receives_the_training_log(tiny_run):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((tiny_run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(events[0]))
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"loss", "loss/next_item", "lr", "valid/loss", "valid/next_item/hr@10"} <= scalars

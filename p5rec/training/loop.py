@@ -298,6 +298,15 @@ def train(
         step, best, stop = saved["step"], saved["best"], saved["stopped"]
         if main:
             log.truncate_after(step)
+        kept = run_dir / "best" / "best.json"
+        if best["step"] is not None and (
+            not kept.is_file() or json.loads(kept.read_text())["step"] != best["step"]
+        ):
+            # the killed run replaced best/ after this checkpoint: the checkpoint's best
+            # model is gone, so the next validation starts the comparison afresh
+            if main and progress:
+                print(f"{run_dir}/best is newer than {checkpoint}; re-validating", file=sys.stderr)
+            best = {"value": None, "step": None, "bad_evals": 0}
     if trackers:
         accelerator.init_trackers(cfg.name)
 
@@ -345,7 +354,9 @@ def train(
                     file=sys.stderr,
                 )
         if trackers:
-            accelerator.log({k: v for k, v in record.items() if k != "kind"}, step=step)
+            accelerator.log(
+                {k: v for k, v in record.items() if k not in ("kind", "step")}, step=step
+            )
         bar.set_postfix(loss=f"{record['loss']:.3f}", samples_s=f"{record['samples_per_s']:.0f}")
         window["sums"].zero_()
         window["counts"].zero_()
