@@ -57,12 +57,12 @@ CPU_SIZE = [
 
 def measure(name: str, data_root: str, steps: int, full: bool) -> dict:
     """One config's measurement (runs in its own process)."""
-    import resource
-
     import torch
+    from transformers import AutoTokenizer
 
     from p5rec.config import load_config
     from p5rec.data.dataset import prepare
+    from p5rec.indexing import ItemIndex
     from p5rec.modeling import build_model
     from p5rec.tasks import get_family
     from p5rec.training import build_context, train
@@ -98,21 +98,13 @@ def measure(name: str, data_root: str, steps: int, full: bool) -> dict:
         windows = [r for r in log if r["kind"] == "train"][1:]
         windows_steps = [r["step"] for r in log if r["kind"] == "train"]
         ours = sorted(r["samples_per_s"] for r in windows)[len(windows) // 2] if windows else 0.0
-        cuda = torch.cuda.is_available()
-        if cuda:
-            peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
-        from p5rec.indexing import ItemIndex
-
         ctx = build_context(
             cfg, cfg.data.path or run / "data", ItemIndex.load(run / "item_index.json")
         )
     # the bare loop: same model size, same batches, HF loss, no mixture bookkeeping
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
     families = [get_family(f) for f in cfg.tasks.families]
     batches = epoch_batches(cfg, ctx, families, 0)[:steps]
     ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
@@ -151,7 +143,7 @@ def measure(name: str, data_root: str, steps: int, full: bool) -> dict:
         "samples_per_s": round(ours, 1),
         "bare_loop_samples_per_s": round(bare, 1),
         "ratio_to_bare_loop": round(ours / bare, 3) if bare else None,
-        "peak_memory_mb": round(peak, 1),
+        "peak_memory_mb": summary["peak_memory_mb"],  # of the p5rec run, before the bare loop
         "peak_memory_kind": "cuda_allocated" if cuda else "process_max_rss",
         "run_wall_seconds": round(wall, 1),
     }

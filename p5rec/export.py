@@ -17,14 +17,11 @@ def export_run(run_dir: str | Path, out: str | Path, merge: bool = True) -> Path
     directory does (``p5rec evaluate``, ``recommend``, ``model.name_or_path``)."""
     from transformers import AutoTokenizer
 
-    from p5rec.modeling import load_backbone
+    from p5rec.modeling import check_run_files, load_backbone
 
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir, out = check_run_files(run_dir), Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; export into a new directory")
-    for name in ("model", "tokenizer", "item_index.json"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir}: missing {name}; is this a finished training run?")
     out.mkdir(parents=True, exist_ok=True)
     adapter = (run_dir / "model" / "adapter_config.json").is_file()
     if merge and adapter:

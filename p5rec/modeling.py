@@ -17,6 +17,7 @@ __all__ = [
     "apply_lora",
     "build_model",
     "build_tokenizer",
+    "check_run_files",
     "load_backbone",
     "load_trained",
     "run_artefacts",
@@ -308,6 +309,15 @@ def apply_lora(model, cfg: ModelConfig, item_token_ids: Sequence[int]):
         raise ConfigError(f"model.lora_target_modules: {err}") from None
 
 
+def check_run_files(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, if it holds what a finished run (or export) serves from."""
+    run_dir = Path(run_dir)
+    for name in ("model", "tokenizer", "item_index.json"):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir}: missing {name}; is this a finished training run?")
+    return run_dir
+
+
 def load_trained(run_dir: str | Path):
     """Model, tokenizer and item index saved by training (or export) in ``run_dir``.
 
@@ -318,10 +328,7 @@ def load_trained(run_dir: str | Path):
 
     from p5rec.indexing import ItemIndex
 
-    run_dir = Path(run_dir)
-    for name in ("model", "tokenizer", "item_index.json"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir}: missing {name}; is this a finished training run?")
+    run_dir = check_run_files(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     model = load_backbone(run_dir / "model", len(tokenizer))
     return model, tokenizer, ItemIndex.load(run_dir / "item_index.json")

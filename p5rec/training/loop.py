@@ -313,7 +313,9 @@ def train(
     unwrapped = accelerator.unwrap_model(model)
     engine = None
     names = [f.name for f in families]
-    window = {"sums": torch.zeros(len(names)), "counts": torch.zeros(len(names))}
+    # per-family sums stay on the device: reading them back every step would stall a GPU
+    zeros = torch.zeros(len(names), device=accelerator.device)
+    window = {"sums": zeros.clone(), "counts": zeros.clone()}
     window.update(samples=0, truncated=0, seconds=0.0)
     totals = {"samples": 0, "seconds": 0.0}
 
@@ -321,8 +323,11 @@ def train(
         """Write the window's training record (every process takes part in the reduce)."""
         if not window["seconds"]:
             return
-        sums = accelerator.reduce(window["sums"].to(accelerator.device), "sum").cpu()
-        counts = accelerator.reduce(window["counts"].to(accelerator.device), "sum").cpu()
+        t0 = time.perf_counter()
+        window["sums"].cpu()  # waits for the steps still queued on the device: their time
+        window["seconds"] += time.perf_counter() - t0  # belongs to the window
+        sums = accelerator.reduce(window["sums"], "sum").cpu()
+        counts = accelerator.reduce(window["counts"], "sum").cpu()
         extra = accelerator.reduce(
             torch.tensor([window["samples"], window["truncated"]], device=accelerator.device),
             "sum",
@@ -441,15 +446,16 @@ def train(
         )
         for _ in range(first, last):
             t0 = time.perf_counter()
-            micro = [
-                {k: v.to(accelerator.device) for k, v in next(loader).items()} for _ in range(accum)
-            ]
+            micro = []
+            for _ in range(accum):
+                batch = next(loader)
+                window["truncated"] += int(batch.pop("truncated"))  # a CPU count
+                micro.append({k: v.to(accelerator.device) for k, v in batch.items()})
             # the step's loss is a mean over the target tokens of all its micro-batches on
             # all processes (DDP averages gradients over processes, hence the world factor)
             tokens = sum((b["labels"] != -100).sum() for b in micro).float()
             normaliser = accelerator.reduce(tokens, "sum").clamp(min=1) / world
             for m, batch in enumerate(micro):
-                window["truncated"] += int(batch.pop("truncated"))
                 # dropout depends on the seed and the batch's place only, not on history
                 torch.manual_seed(_step_seed(tc.seed, step, m * world + rank))
                 sync = m == accum - 1
@@ -457,8 +463,8 @@ def train(
                     loss, mask = token_losses(model, batch)
                     joint, sums, counts = task_loss(loss, mask, batch["family"], normaliser)
                     accelerator.backward(joint)
-                window["sums"] += sums.cpu()
-                window["counts"] += counts.cpu()
+                window["sums"] += sums
+                window["counts"] += counts
                 window["samples"] += len(batch["family"])
             if task_loss.log_vars is not None and world > 1:
                 task_loss.log_vars.grad = accelerator.reduce(task_loss.log_vars.grad, "mean")
