@@ -1,5 +1,5 @@
 """Command line: ``p5rec demo | prepare | stats | index | train | export | evaluate |
-recommend``."""
+recommend | ask | serve``."""
 
 from __future__ import annotations
 
@@ -143,18 +143,74 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
-    from p5rec.recommend import Recommender
+    from p5rec.assistant import Assistant
 
     run = _run_dir(args.run)
-    if args.k < 1:
-        raise CliError(f"-k must be >= 1, got {args.k}")
-    recs = Recommender(run, _config(args, run)).recommend(args.user, args.k, args.exclude_seen)
+    recs = Assistant(run, _config(args, run)).recommend(args.user, args.k, args.exclude_seen)
     if args.json:
         print(json.dumps(recs, indent=2))
         return
     print(f"top {len(recs)} for {args.user}:")
-    for r in recs:
+    _print_items(recs)
+
+
+def _print_items(items: list[dict]) -> None:
+    for r in items:
         print(f"{r['rank']:>3}. {r['item']}  {r['title']}  (log p = {r['log_prob']:.3f})")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    from p5rec.assistant import Assistant
+
+    run = _run_dir(args.model)
+    answer = Assistant(run, _config(args, run)).ask(
+        args.prompt,
+        task=args.task,
+        user=args.user,
+        history=_csv(args.history),
+        item=args.item,
+        candidates=_csv(args.candidates) or (),
+        k=args.k,
+        exclude_seen=args.exclude_seen,
+    )
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return
+    how = (
+        "named"
+        if "detection" not in answer
+        else (f"detected, similarity {answer['detection'][answer['task']]:.2f}")
+    )
+    print(f"task: {answer['task']} ({how})")
+    if answer["kind"] == "items":
+        _print_items(answer["items"])
+    elif answer["kind"] == "rating":
+        dist = ", ".join(f"{v}: {p:.2f}" for v, p in answer["distribution"].items())
+        print(f"rating: {answer['rating']:.2f}  (probabilities {dist})")
+    elif answer["kind"] == "label":
+        alt = ", ".join(f"{a['label']} {a['probability']:.2f}" for a in answer["alternatives"])
+        print(f"{answer['task']}: {answer['label']}  (p = {answer['probability']:.2f}; {alt})")
+    else:
+        print(answer["text"])
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from p5rec.serving import serve
+
+    run = _run_dir(args.model)
+    serve(
+        run,
+        _config(args, run),
+        host=args.host,
+        port=args.port,
+        store=args.store or str(run / "history.sqlite"),
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -273,6 +329,48 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     sp.add_argument("--exclude-seen", action="store_true", help="drop items the user already has")
     sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add(
+        "ask",
+        "Ask a trained model in your own words; the task is detected from the prompt.",
+        cmd_ask,
+    )
+    sp.add_argument("prompt", help='e.g. "what will user 42 want next?"')
+    sp.add_argument("--model", required=True, help="run (or exported model) directory")
+    sp.add_argument("--user", help="user id (default: a user the prompt names)")
+    sp.add_argument("--history", metavar="I1,I2,...", help="the user's items, oldest first")
+    sp.add_argument("--item", help="item id (default: the first item the prompt names)")
+    sp.add_argument("--candidates", metavar="I1,I2,...", help="items to choose from")
+    sp.add_argument(
+        "--task",
+        choices=[
+            "next_item",
+            "candidate_ranking",
+            "rating",
+            "explanation",
+            "sentiment",
+            "category",
+        ],
+        help="answer this task instead of detecting it",
+    )
+    sp.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    sp.add_argument("--exclude-seen", action="store_true", help="drop items the user already has")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("serve", "Serve a trained model over HTTP (OpenAPI at /docs).", cmd_serve)
+    sp.add_argument("--model", required=True, help="run (or exported model) directory")
+    sp.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sp.add_argument("--store", help="feedback history SQLite file (default MODEL/history.sqlite)")
+    sp.add_argument(
+        "--max-batch", type=int, default=32, help="most requests per model call (default 32)"
+    )
+    sp.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a request may wait for others to batch with (default 5 ms)",
+    )
     for sp in sub.choices.values():  # after each command's own positionals (e.g. RUN)
         sp.add_argument(
             "overrides",
@@ -291,7 +389,6 @@ def main(argv: list[str] | None = None) -> int:
     from p5rec.config import ConfigError
     from p5rec.data.corpus import CorpusError
     from p5rec.prompts import PromptError
-    from p5rec.recommend import RecommendError
 
     started = time.time()
     try:
@@ -301,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         ConfigError,
         CorpusError,
         PromptError,
-        RecommendError,
         ValueError,
         FileNotFoundError,
         FileExistsError,

@@ -18,8 +18,8 @@ HEADLINE = [
 
 def run_demo(cfg: ExperimentConfig, out: Path, progress: bool = True, samples: int = 3) -> dict:
     """Run the whole pipeline into ``out``; prints the table and sample recommendations."""
+    from p5rec.assistant import Assistant
     from p5rec.evaluation import evaluate_run, format_table
-    from p5rec.recommend import Recommender
     from p5rec.training import train
 
     print(
@@ -47,20 +47,18 @@ def run_demo(cfg: ExperimentConfig, out: Path, progress: bool = True, samples: i
             f"-> {'model better' if better else 'BASELINE BETTER'}"
         )
 
-    rec = Recommender(out, cfg)
-    test = rec.ctx.splits.next_item["test"][:samples]
-    for ex in test:
+    assistant = Assistant(out, cfg)
+    ctx = assistant.ctx
+    for ex in ctx.splits.next_item["test"][:samples]:
         print(
             f"\n{ex.user}: last items "
-            + ", ".join(rec.ctx.title(i) for i in ex.history[-3:])
-            + f"\n  held-out next item: {ex.target} ({rec.ctx.title(ex.target)})"
+            + ", ".join(ctx.title(i) for i in ex.history[-3:])
+            + f"\n  held-out next item: {ex.target} ({ctx.title(ex.target)})"
         )
         # recommend from the history before the held-out item, as evaluation does
-        source, _ = rec.template.render(
-            {"user": ex.user, "history": rec.ctx.history_text(ex.history)}, ""
-        )
-        for r, (item, score) in enumerate(rec.engine.rank([source], 5)[0], 1):
-            mark = "  <- held-out item" if item == ex.target else ""
-            print(f"  {r}. {item} {rec.ctx.title(item)} (log p {score:.2f}){mark}")
+        query = assistant.query("next_item", user=ex.user, history=ex.history, k=5)
+        for r in assistant.answer([query])[0]["items"]:
+            mark = "  <- held-out item" if r["item"] == ex.target else ""
+            print(f"  {r['rank']}. {r['item']} {r['title']} (log p {r['log_prob']:.2f}){mark}")
     print(f"\nwrote {out / 'metrics.json'}")
     return report

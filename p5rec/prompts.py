@@ -8,6 +8,8 @@ A template file looks like::
         split: seen          # seen: used in training; unseen: held out for zero-shot checks
         source: "How would {user} rate {item} ({item_title})?"
         target: "{target}"
+    queries:                 # optional: how people ask for this task in their own words
+      - "What would this customer think of the item, in stars?"
 
 Placeholders are named; each family declares which it requires and which it allows.
 """
@@ -23,7 +25,7 @@ import yaml
 
 from p5rec.resources import resource_dir
 
-__all__ = ["PromptError", "Template", "load_templates", "prompts_dir"]
+__all__ = ["PromptError", "Template", "load_queries", "load_templates", "prompts_dir"]
 
 
 class PromptError(ValueError):
@@ -85,6 +87,35 @@ class Template:
         return text.strip()
 
 
+def _read(family: str, directory: str | Path | None) -> tuple[Path, dict]:
+    """The parsed ``<directory>/<family>.yaml`` (default: the shipped templates)."""
+    path = Path(directory) if directory is not None else prompts_dir()
+    path = path / f"{family}.yaml"
+    if not path.is_file():
+        raise PromptError(f"{path}: no template file for task family {family!r}")
+    try:
+        blob = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PromptError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(blob, dict) or blob.get("family") != family:
+        raise PromptError(f"{path}: expected a mapping with 'family: {family}' and 'templates'")
+    unknown = sorted(set(blob) - {"family", "templates", "queries"})
+    if unknown:
+        raise PromptError(f"{path}: unknown key(s) {unknown}; allowed: family, templates, queries")
+    return path, blob
+
+
+def load_queries(family: str, directory: str | Path | None = None) -> list[str]:
+    """The optional ``queries`` list of ``<family>.yaml``: example questions a person might ask
+    for this task, in their own words. They are never trained on; free-text task detection
+    (``p5rec.intent``) compares a prompt with them and with the templates."""
+    path, blob = _read(family, directory)
+    queries = blob.get("queries", [])
+    if not isinstance(queries, list) or not all(isinstance(q, str) and q.strip() for q in queries):
+        raise PromptError(f"{path}: 'queries' must be a list of non-empty strings")
+    return [q.strip() for q in queries]
+
+
 def load_templates(
     family: str,
     required: Collection[str],
@@ -102,16 +133,7 @@ def load_templates(
             decoded under the item-ID constraint, so nothing else may surround it).
         directory: where the YAML files are; default the shipped templates.
     """
-    path = Path(directory) if directory is not None else prompts_dir()
-    path = path / f"{family}.yaml"
-    if not path.is_file():
-        raise PromptError(f"{path}: no template file for task family {family!r}")
-    try:
-        blob = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise PromptError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(blob, dict) or blob.get("family") != family:
-        raise PromptError(f"{path}: expected a mapping with 'family: {family}' and 'templates'")
+    path, blob = _read(family, directory)
     entries = blob.get("templates")
     if not isinstance(entries, list) or not entries:
         raise PromptError(f"{path}: 'templates' must be a non-empty list")

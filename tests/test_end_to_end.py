@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from p5rec.assistant import Assistant, RequestError
 from p5rec.config import ConfigError
 from p5rec.evaluation import evaluate_run, format_table
-from p5rec.recommend import Recommender, RecommendError
 from p5rec.training import train
 from tests.conftest import tiny_config
 
@@ -44,7 +44,7 @@ def test_evaluate_writes_metrics_for_every_family(tiny_run, tiny_data):
 
 
 def test_recommend(tiny_run, tiny_ctx):
-    rec = Recommender(tiny_run)
+    rec = Assistant(tiny_run)
     user = sorted(tiny_ctx.sequences)[0]
     out = rec.recommend(user, k=5)
     assert [r["rank"] for r in out] == [1, 2, 3, 4, 5]
@@ -52,9 +52,9 @@ def test_recommend(tiny_run, tiny_ctx):
     assert all(r["item"] in tiny_ctx.corpus.items for r in out)
     unseen = rec.recommend(user, k=5, exclude_seen=True)
     assert not {r["item"] for r in unseen} & set(tiny_ctx.sequences[user])
-    with pytest.raises(RecommendError, match="unknown user 'nobody'"):
+    with pytest.raises(RequestError, match="unknown user 'nobody'"):
         rec.recommend("nobody")
-    with pytest.raises(RecommendError, match="k must be between 1"):
+    with pytest.raises(RequestError, match="k must be between 1"):
         rec.recommend(user, k=0)
 
 
