@@ -74,6 +74,17 @@ class Query:
     detection: dict[str, float] = field(default_factory=dict, compare=False)
 
 
+class _KnownUsers:
+    """``user in _KnownUsers(assistant)``: a dataset user or one with stored feedback."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+
+    def __contains__(self, user: object) -> bool:
+        a = self.assistant
+        return user in a.ctx.sequences or (a.store is not None and a.store.has_user(str(user)))
+
+
 class Assistant:
     """A trained run (or export) with its dataset: item titles, users' histories, and the
     model behind an ``Engine``. Not thread-safe: one caller at a time runs the model."""
@@ -197,7 +208,7 @@ class Assistant:
         if text is not None:
             if not text.strip():
                 raise RequestError("the prompt is empty")
-            mentions = find_mentions(text, self.ctx.sequences, self.ctx.index.codes)
+            mentions = find_mentions(text, _KnownUsers(self), self.ctx.index.codes)
             user = user if user is not None else mentions.user
             named = list(mentions.items)
             if family is None:
@@ -277,7 +288,8 @@ class Assistant:
 
         fam = get_family(family)
         allowed = set(fam.required) | set(fam.optional)
-        parts = [text.strip()]
+        text = text.strip()
+        parts = [text if text[-1] in ".?!:;" else text + "."]
         for name, fmt in _CONTEXT:
             if name not in allowed or name not in fields or fields[name] in ("", "nothing yet"):
                 continue

@@ -14,7 +14,7 @@ known user id), and known item ids. A purely numeric item id counts only after a
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +56,7 @@ def _words(text: str) -> list[str]:
     return [w for w in (m.strip(".#") for m in _WORD.findall(text)) if w]
 
 
-def find_mentions(text: str, users: Collection[str], items: Collection[str]) -> Mentions:
+def find_mentions(text: str, users: Container[str], items: Container[str]) -> Mentions:
     """The known user id and the known item ids that ``text`` names (see the module doc)."""
     words = _words(text)
     user: str | None = None
@@ -111,7 +111,7 @@ class TaskDetector:
     def __init__(
         self,
         families: Sequence[str],
-        min_score: float = 0.12,
+        min_score: float = 0.24,
         margin: float = 0.02,
         exemplars: dict[str, list[str]] | None = None,
     ) -> None:

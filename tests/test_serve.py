@@ -90,6 +90,8 @@ def test_feedback_changes_the_next_recommendation(client):
     r = client.post("/v1/feedback", json={"user": "fresh", "item": new[0], "event": "click"})
     assert r.status_code == 201
     assert client.post("/v1/recommend", json={"user": "fresh", "k": 2}).status_code == 200
+    ask = client.post("/v1/ask", json={"prompt": "what will fresh want next?", "k": 2}).json()
+    assert ask["task"] == "next_item" and "User: fresh." in ask["prompt"]
 
 
 BAD = [
