@@ -47,7 +47,7 @@ def test_errors_are_clear(tmp_path, capsys, tiny_run):
     assert main(["recommend", str(tiny_run), "--user", "nobody"]) == 2
     assert "unknown user 'nobody'" in capsys.readouterr().err
     assert main(["recommend", str(tiny_run), "--user", "user_0000", "-k", "0"]) == 2
-    assert "-k must be >= 1" in capsys.readouterr().err
+    assert "k must be between 1 and the catalogue size 48, got 0" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "r"), "train.epoch=1"]) == 2
     assert "valid keys" in capsys.readouterr().err
     assert main(["prepare", "--source", "nope", "--out", str(tmp_path / "x")]) == 2
