@@ -202,6 +202,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from p5rec.serving import serve
 
     run = _run_dir(args.model)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     serve(
         run,
         _config(args, run),
@@ -364,6 +370,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--store", help="feedback history SQLite file (default MODEL/history.sqlite)")
     sp.add_argument(
         "--max-batch", type=int, default=32, help="most requests per model call (default 32)"
+    )
+    sp.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of the model (default: torch's, one per core); 1 is steadier on a "
+        "machine shared with other work",
     )
     sp.add_argument(
         "--max-wait-ms",
