@@ -143,6 +143,9 @@ def test_malformed_and_oversized_bodies(client):
         "/v1/recommend", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
+    for raw in (b'{"user": "user_0000", "k": Infinity}', b'{"user": NaN}', b"[1, 2]", b"null"):
+        r = client.post("/v1/recommend", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422, raw
     r = client.post("/v1/ask", json={"prompt": "x" * 300_000})
     assert r.status_code == 413 and "over" in r.json()["error"]["message"]
     chunks = iter([b'{"prompt": "', b"y" * 300_000, b'"}'])
@@ -151,7 +154,11 @@ def test_malformed_and_oversized_bodies(client):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
