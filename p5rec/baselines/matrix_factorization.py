@@ -53,7 +53,7 @@ class BiasedMFConfig:
 
     factors: int = 64
     lr: float = 2e-3
-    reg: float = 0.05
+    reg: float = 0.1
     bias_reg: float = 0.01
     epochs: int = 100
     batch_size: int = 256
