@@ -68,6 +68,8 @@ class SASRecConfig:
         layers: number of self-attention blocks.
         heads: attention heads (``hidden`` must be divisible by it).
         ffn: width of the feed-forward layer of each block.
+        norm: ``"pre"`` (LayerNorm before each sub-layer, plus a final one) or ``"post"``
+            (LayerNorm after each residual sum, as in the original Transformer).
         dropout: dropout rate; ``None`` picks 0.5 for ``loss="ce"`` and 0.2 for ``"bce"``.
         max_len: the most recent items the model reads (longer histories are truncated).
         batch_size: training windows per step.
@@ -90,6 +92,7 @@ class SASRecConfig:
     layers: int = 2
     heads: int = 1
     ffn: int = 256
+    norm: str = "pre"
     dropout: float | None = None
     max_len: int = 50
     batch_size: int = 128
@@ -105,6 +108,8 @@ class SASRecConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"SASRecConfig.norm must be 'pre' or 'post', got {self.norm!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"SASRecConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("hidden", "layers", "heads", "ffn", "max_len", "batch_size", "epochs"):
@@ -133,11 +138,12 @@ class SASRecConfig:
 
 
 class _Block(nn.Module):
-    """Pre-LN block: ``x + Attn(LN(x))``, then ``x + FFN(LN(x))``."""
+    """Pre-LN block: ``x + Attn(LN(x))``, then ``x + FFN(LN(x))``; post-LN block:
+    ``LN(x + Attn(x))``, then ``LN(x + FFN(x))``."""
 
-    def __init__(self, d: int, heads: int, ffn: int, p: float) -> None:
+    def __init__(self, d: int, heads: int, ffn: int, p: float, post_ln: bool = False) -> None:
         super().__init__()
-        self.heads, self.p = heads, p
+        self.heads, self.p, self.post_ln = heads, p, post_ln
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff1, self.ff2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
@@ -145,7 +151,8 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.heads, d // self.heads).unbind(2)
+        h = x if self.post_ln else self.ln1(x)
+        q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).unbind(2)
         att = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
@@ -154,6 +161,9 @@ class _Block(nn.Module):
             dropout_p=self.p if self.training else 0.0,
         )
         x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, n, d)))
+        if self.post_ln:
+            x = self.ln1(x)
+            return self.ln2(x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(x))))))
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
 
 
@@ -162,11 +172,14 @@ class _Net(nn.Module):
         super().__init__()
         d, p = cfg.hidden, cfg.dropout_rate
         self.max_len = cfg.max_len
+        self.post_ln = cfg.norm == "post"
         self.item = nn.Embedding(n_items + 1, d, padding_idx=0)
         self.pos = nn.Embedding(cfg.max_len, d)
         self.emb_ln = nn.LayerNorm(d)
         self.drop = nn.Dropout(p)
-        self.blocks = nn.ModuleList(_Block(d, cfg.heads, cfg.ffn, p) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(
+            _Block(d, cfg.heads, cfg.ffn, p, cfg.norm == "post") for _ in range(cfg.layers)
+        )
         self.ln = nn.LayerNorm(d)
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -189,7 +202,7 @@ class _Net(nn.Module):
         mask = ((causal & keep.unsqueeze(1)) | eye).unsqueeze(1)
         for block in self.blocks:
             x = block(x, mask)
-        return self.ln(x)
+        return x if self.post_ln else self.ln(x)
 
 
 class _FullSoftmaxCE(torch.autograd.Function):
