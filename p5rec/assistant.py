@@ -28,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from p5rec.tasks import explanation, rating
 from p5rec.tasks.rating import format_rating, softmax
 
 __all__ = ["Assistant", "NotFoundError", "Query", "RequestError"]
@@ -159,8 +160,7 @@ class Assistant:
 
     @cached_property
     def _rating_values(self) -> list[float]:
-        ratings = self.ctx.corpus.interactions
-        return sorted({ratings[n].rating for n in self.ctx.splits.reviews["train"]})
+        return rating.train_rating_values(self.ctx)
 
     def labels(self, family: str) -> list[str]:
         """The closed label set of a label family: its training targets."""
@@ -191,7 +191,6 @@ class Assistant:
         review: str | None = None,
         k: int = 10,
         exclude_seen: bool = False,
-        exclude: Sequence[str] = (),
     ) -> Query:
         """Check a request and build its ``Query``.
 
@@ -237,15 +236,14 @@ class Assistant:
             self.check_items(history, "history")
         elif user is not None:
             history = self.history(user)
-        self.check_items(exclude, "exclude")
         fields = self._fields(family, user, history, item, candidates, review, text)
         if text is not None:
-            source = self._free_source(family, text, fields, review)
+            source = self._free_source(family, text, fields)
         else:
             from p5rec.tasks import get_family
 
             source = get_family(family).eval_template("seen").render(fields, "")[0]
-        excluded = frozenset(exclude) | (frozenset(history or ()) if exclude_seen else frozenset())
+        excluded = frozenset(history or ()) if exclude_seen else frozenset()
         if user is not None and self.store is not None:
             excluded |= self.store.dismissed(user)
         if family == "candidate_ranking":
@@ -283,7 +281,7 @@ class Assistant:
         fields["review"] = review or ""
         return fields
 
-    def _free_source(self, family: str, text: str, fields: dict[str, str], review) -> str:
+    def _free_source(self, family: str, text: str, fields: dict[str, str]) -> str:
         from p5rec.tasks import get_family
 
         fam = get_family(family)
@@ -295,8 +293,6 @@ class Assistant:
                 continue
             if name == "user" and fields[name] == "the user":
                 continue
-            if name == "review" and not review:
-                continue  # the review is the prompt itself
             value = fields[name]
             if name == "item" and fields.get("item_title"):
                 value = f"{value} ({fields['item_title']})"
@@ -362,17 +358,13 @@ class Assistant:
 
         template = get_family("rating").eval_template("seen")
         values = self._rating_values
-        texts = [template.render_target(format_rating(v)) for v in values]
-        out = []
-        for scores in self.engine.score_texts(sources, texts):
-            probs = softmax(scores)
-            out.append(
-                {
-                    "rating": round(sum(p * v for p, v in zip(probs, values)), 4),
-                    "distribution": {format_rating(v): round(p, 4) for v, p in zip(values, probs)},
-                }
-            )
-        return out
+        return [
+            {
+                "rating": round(rating.expectation(probs, values), 4),
+                "distribution": {format_rating(v): round(p, 4) for v, p in zip(values, probs)},
+            }
+            for probs in rating.rating_distributions(self.engine, sources, values, template)
+        ]
 
     def _labels_of(self, family: str, sources) -> list[dict]:
         from p5rec.tasks import get_family
@@ -394,8 +386,7 @@ class Assistant:
         from p5rec.tasks import get_family
 
         template = get_family(family).eval_template("seen")
-        texts = self.engine.generate_text(sources, 32, num_beams=4)
-        return [{"text": template.parse_target(t)} for t in texts]
+        return [{"text": t} for t in explanation.generate(self.engine, sources, template)]
 
     # ----------------------------------------------------------------- conveniences
 

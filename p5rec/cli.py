@@ -349,15 +349,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--candidates", metavar="I1,I2,...", help="items to choose from")
     sp.add_argument(
         "--task",
-        choices=[
-            "next_item",
-            "candidate_ranking",
-            "rating",
-            "explanation",
-            "sentiment",
-            "category",
-        ],
-        help="answer this task instead of detecting it",
+        help="answer this task instead of detecting it (next_item, candidate_ranking, rating, "
+        "explanation, sentiment, category)",
     )
     sp.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     sp.add_argument("--exclude-seen", action="store_true", help="drop items the user already has")

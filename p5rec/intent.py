@@ -18,6 +18,9 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from p5rec.prompts import load_queries
 
@@ -66,8 +69,8 @@ def find_mentions(text: str, users: Container[str], items: Container[str]) -> Me
         before = words[n - 1].lower() if n else ""
         if (
             user is None
-            and word in users
             and (before in USER_WORDS or (not word.isdigit() and word not in items))
+            and word in users  # last: a look-up in the history store
         ):
             user, in_list = word, False
         elif word in items and (not word.isdigit() or before in ITEM_WORDS or in_list):
@@ -115,9 +118,6 @@ class TaskDetector:
         margin: float = 0.02,
         exemplars: dict[str, list[str]] | None = None,
     ) -> None:
-        from scipy.sparse import hstack
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         from p5rec.tasks import get_family
 
         if not families:
@@ -136,18 +136,13 @@ class TaskDetector:
             TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
             TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
         ]
-        self._hstack = hstack
-        self._matrix = self._normalise(hstack([v.fit_transform(texts) for v in self._vectorizers]))
-
-    @staticmethod
-    def _normalise(m):
-        from sklearn.preprocessing import normalize
-
-        return normalize(m.tocsr())
+        self._matrix = normalize(
+            hstack([v.fit_transform(texts) for v in self._vectorizers]).tocsr()
+        )
 
     def scores(self, text: str) -> dict[str, float]:
         """Each family's best cosine similarity to ``text``, best first."""
-        vec = self._normalise(self._hstack([v.transform([text]) for v in self._vectorizers]))
+        vec = normalize(hstack([v.transform([text]) for v in self._vectorizers]).tocsr())
         sims = (self._matrix @ vec.T).toarray().ravel()
         best = {f: float(sims[self.owner == f].max()) for f in self.families}
         return dict(sorted(best.items(), key=lambda kv: -kv[1]))

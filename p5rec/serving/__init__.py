@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 from p5rec.serving.store import HistoryStore, SQLiteHistoryStore
@@ -60,8 +61,6 @@ class BackgroundServer:
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()
-        import time
-
         deadline = time.time() + 60
         while not self._server.started:
             if not self._thread.is_alive() or time.time() > deadline:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from p5rec.assistant import Assistant, NotFoundError, RequestError
+from p5rec.assistant import ANSWER_KIND, Assistant, NotFoundError, RequestError
 from p5rec.intent import IntentError
 from p5rec.serving.batching import MicroBatcher
 from p5rec.serving.metrics import Metrics
@@ -34,7 +34,7 @@ MAX_LIST = 1000  # items in a history or candidate list
 MAX_TEXT = 4000  # characters of a prompt, review or feedback text
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Task = Literal["next_item", "candidate_ranking", "rating", "explanation", "sentiment", "category"]
+Task = Literal[tuple(ANSWER_KIND)]  # type: ignore[valid-type]
 Event = Literal[EVENTS]  # type: ignore[valid-type]
 
 

@@ -13,6 +13,12 @@ def _text_metrics(hyps: list[str], refs: list[str]) -> dict[str, float]:
     return {"bleu4": bleu4(hyps, refs), **rouge(hyps, refs)}
 
 
+def generate(engine, sources: list[str], template) -> list[str]:
+    """Beam-search (4 beams, at most 32 tokens) an explanation per source, target template
+    stripped."""
+    return [template.parse_target(t) for t in engine.generate_text(sources, 32, num_beams=4)]
+
+
 @register
 class Explanation(TaskFamily):
     name = "explanation"
@@ -31,10 +37,7 @@ class Explanation(TaskFamily):
         template = self.eval_template(options["template_split"])
         hyps = []
         for start in range(0, len(sources), options["batch_size"]):
-            texts = engine.generate_text(
-                sources[start : start + options["batch_size"]], 32, num_beams=4
-            )
-            hyps.extend(template.parse_target(t) for t in texts)
+            hyps += generate(engine, sources[start : start + options["batch_size"]], template)
         return hyps
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:

@@ -30,6 +30,22 @@ def parse_rating(text: str) -> float | None:
     return float(m.group()) if m else None
 
 
+def train_rating_values(ctx: TaskContext) -> list[float]:
+    """The distinct rating values of the training split, ascending."""
+    return sorted({ctx.corpus.interactions[n].rating for n in ctx.splits.reviews["train"]})
+
+
+def rating_distributions(engine, sources, values, template) -> list[list[float]]:
+    """Per source, the model's probability of each of ``values`` (one forward pass per
+    source: every value's target text scored, then normalised)."""
+    texts = [template.render_target(format_rating(v)) for v in values]
+    return [softmax(scores) for scores in engine.score_texts(sources, texts)]
+
+
+def expectation(probs: list[float], values: list[float]) -> float:
+    return sum(p * v for p, v in zip(probs, values))
+
+
 @register
 class Rating(TaskFamily):
     name = "rating"
@@ -54,15 +70,14 @@ class Rating(TaskFamily):
         """Per example: the expected rating (probability-weighted over the training rating
         values, one forward pass) and the greedily decoded rating (None if unparsable)."""
         template = self.eval_template(options["template_split"])
-        values = sorted({ctx.corpus.interactions[n].rating for n in ctx.splits.reviews["train"]})
-        texts = [template.render_target(format_rating(v)) for v in values]
+        values = train_rating_values(ctx)
         out = []
         bs = options["batch_size"]
         for start in range(0, len(sources), bs):
             batch = sources[start : start + bs]
             expected = [
-                sum(p * v for p, v in zip(softmax(scores), values))
-                for scores in engine.score_texts(batch, texts)
+                expectation(probs, values)
+                for probs in rating_distributions(engine, batch, values, template)
             ]
             decoded = [
                 parse_rating(template.parse_target(t)) for t in engine.generate_text(batch, 8)
