@@ -110,6 +110,8 @@ def test_sasrec_deterministic_under_seed():
     assert a.score(seqs, [ITEMS] * len(seqs)) == b.score(seqs, [ITEMS] * len(seqs))
     assert a.score(seqs, [ITEMS] * len(seqs)) != c.score(seqs, [ITEMS] * len(seqs))
     assert [r["loss"] for r in a.history_] == [r["loss"] for r in b.history_]
+    post = SASRec(small_cfg(epochs=2, norm="post", heads=2)).fit(seqs)
+    assert len(post.rank(seqs[:2], 3)[1]) == 3
 
 
 def test_sasrec_bce_negatives_and_learning():
@@ -169,6 +171,8 @@ def test_fused_softmax_ce_matches_torch():
 def test_sasrec_bad_input():
     with pytest.raises(ValueError, match="loss"):
         SASRecConfig(loss="bpr")
+    with pytest.raises(ValueError, match="norm"):
+        SASRecConfig(norm="middle")
     with pytest.raises(ValueError, match="divisible"):
         SASRecConfig(hidden=30, heads=4)
     with pytest.raises(ValueError, match="train_sequences is empty"):

@@ -15,9 +15,11 @@ Architecture (documented choices):
 * the embedding sum is layer-normalised before dropout, so the blocks start from
   unit-scale inputs (without it, training on Beauty was several times slower to converge).
 * ``layers`` pre-LN transformer blocks: ``x + Attn(LN(x))`` then ``x + FFN(LN(x))``, a
-  final LayerNorm; causal attention that never looks at padding; GELU feed-forward of
-  width ``ffn``; dropout on the embeddings, the attention weights and both residual
-  branches. Pre-LN trains stably at ``lr=1e-3`` without warm-up.
+  final LayerNorm (``norm="post"`` gives the original Transformer's post-LN blocks,
+  ``LN(x + Attn(x))`` then ``LN(x + FFN(x))``; it scored the same on Beauty); causal
+  attention that never looks at padding; GELU feed-forward of width ``ffn``; dropout on the
+  embeddings, the attention weights and both residual branches. Pre-LN trains stably at
+  ``lr=1e-3`` without warm-up.
 * Every position of a training window predicts its next item. A training sequence longer
   than ``max_len + 1`` is cut into consecutive windows (the last one ends at the
   sequence's end), so every training target is predicted exactly once per epoch.
@@ -37,6 +39,11 @@ framework. The item vocabulary is the sorted union of the ``items`` given at con
 and the items of the training sequences; catalogue items never seen in training keep
 their (untrained) initial embeddings and are still ranked. Items of a history that are
 not in the vocabulary are skipped.
+
+Speed: full-catalogue scoring is batched under ``torch.no_grad``; the full-softmax loss
+is computed in place (see ``_FullSoftmaxCE``). Torch's current thread count is used; on a
+CPU shared with other work, ``torch.set_num_threads(1)`` was several times faster than two
+threads in our runs.
 """
 
 from __future__ import annotations
@@ -269,8 +276,9 @@ class SASRec:
     # ------------------------------------------------------------------ training data
 
     def _windows(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(windows, owner): left-padded id windows of up to ``max_len + 1`` items whose
-        positions 1.. are the targets, and the index of the sequence each came from."""
+        """(windows, owner): left-padded id windows of up to ``max_len + 1`` items (every
+        item after the window's first is a target of the items before it), and the index of
+        the sequence each came from."""
         m = self.config.max_len
         rows, owner = [], []
         for u, seq in enumerate(seqs):
