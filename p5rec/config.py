@@ -263,6 +263,9 @@ class TrainConfig:
 
     epochs: int = 10
     max_steps: int = 0  # > 0: train this many steps instead of ``epochs`` epochs
+    # > 0: a time budget. Training stops at the first log point past it, validates and keeps
+    # the best model so far; the learning-rate schedule still spans the planned steps.
+    max_minutes: float = 0.0
     samples_per_epoch: int = 0  # 0: one pass over every family's examples (times its share)
     batch_size: int = 32
     grad_accum_steps: int = 1
@@ -297,6 +300,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be >= 1")
         _check(self.max_steps >= 0, "train.max_steps must be >= 0")
+        _check(self.max_minutes >= 0, "train.max_minutes must be >= 0 (0: no time budget)")
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
         _check(self.grad_accum_steps >= 1, "train.grad_accum_steps must be >= 1")
         _check(self.lr > 0, "train.lr must be > 0")

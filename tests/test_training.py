@@ -253,6 +253,24 @@ def test_early_stopping_keeps_the_best_model(tmp_path, tiny_data):
     assert set(valid[0]) >= {"next_item/hr@10", "loss/next_item", "loss/rating"}
 
 
+def test_time_budget_stops_at_a_log_point_and_keeps_the_best_model(tmp_path, tiny_data):
+    """A spent ``max_minutes`` budget stops training at the next log point, after a final
+    validation, with the model exported and the stop recorded."""
+    run = tmp_path / "run"
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "train.samples_per_epoch=96",
+        "train.epochs=5",
+        "train.log_every=2",
+        "train.max_minutes=1e-6",
+    )
+    summary = train(cfg, run, progress=False)
+    assert summary["out_of_time"] and summary["steps"] == 2
+    valid = [r for r in log_of(run) if r["kind"] == "valid"]
+    assert [r["step"] for r in valid] == [2] and valid[0]["best"]
+    assert (run / "model").is_dir()
+
+
 def test_train_log_has_per_family_losses_and_throughput(tiny_run):
     train_records = [r for r in log_of(tiny_run) if r["kind"] == "train"]
     assert train_records and all(r["samples_per_s"] > 0 for r in train_records)

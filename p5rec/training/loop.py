@@ -420,6 +420,14 @@ def train(
             publish_dir(staged, run_dir / "best")
         accelerator.wait_for_everyone()
 
+    def over_budget() -> bool:
+        """Whether the time budget is spent (decided together, so every process stops)."""
+        if not tc.max_minutes:
+            return False
+        spent = float(time.time() - start_time > 60 * tc.max_minutes)
+        return bool(accelerator.reduce(torch.tensor(spent, device=accelerator.device), "max"))
+
+    out_of_time = False
     model.train()
     bar = tqdm(
         total=total_steps,
@@ -482,10 +490,12 @@ def train(
             end_of_epoch = step % steps_per_epoch == 0
             if step % tc.log_every == 0:
                 flush_log(epoch_now)
+                out_of_time = out_of_time or over_budget()
             due = tc.eval_every and step % tc.eval_every == 0
-            if due or (not tc.eval_every and end_of_epoch) or step == total_steps:
+            final = step == total_steps or out_of_time
+            if due or (not tc.eval_every and end_of_epoch) or final:
                 flush_log(epoch_now)
-                stop = validate(epoch_now)
+                stop = validate(epoch_now) or out_of_time
             written = None
             due = tc.checkpoint_every and step % tc.checkpoint_every == 0
             if due or (not tc.checkpoint_every and end_of_epoch) or stop or step == total_steps:
@@ -531,6 +541,7 @@ def train(
         "steps": step,
         "steps_per_epoch": steps_per_epoch,
         "stopped_early": stop,
+        "out_of_time": out_of_time,
         "best": {"metric": tc.select_metric, **best},
         "train_seconds": round(time.time() - start_time, 2),
         "samples_per_s": round(totals["samples"] / max(totals["seconds"], 1e-9), 2),
