@@ -281,6 +281,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
     length_bucketing: bool = True
+    # Decoder-only models: also supervise the item tokens of a next-item example's history
+    # after its first token (each predicted from the prompt and the items before it), as
+    # SASRec supervises every position, instead of the target item alone.
+    history_loss: bool = False
     max_source_length: int = 512
     max_target_length: int = 32
     eval_every: int = 0  # steps between validations (0: after every epoch)

@@ -396,3 +396,54 @@ def test_real_ml100k_mf_and_sasrec(ml100k):
     sasrec_ndcg = ndcg_at_k(ranked, [e.target for e in examples], 10)
     pop_ndcg = ndcg_at_k([pop.top(10)] * len(examples), [e.target for e in examples], 10)
     assert sasrec_ndcg > pop_ndcg
+
+
+def test_category_metrics_read_answers_as_label_sets():
+    """Hand-computed: answers compare as label sets (order-free); single-label F1 pools
+    (micro) or averages over the reference labels (macro)."""
+    from p5rec.tasks.category import category_metrics
+
+    true = ["Action > Comedy", "Drama", "Comedy"]
+    pred = ["Comedy > Action", "Action", "Comedy > Drama"]
+    m = category_metrics(pred, true)
+    assert m["accuracy"] == pytest.approx(1 / 3)
+    # single labels: TP 3 (Action, Comedy, Comedy), FP 2 (Action, Drama), FN 1 (Drama)
+    assert m["label_micro_f1"] == pytest.approx(6 / 9)
+    # Action 2/3, Comedy 1, Drama 0 -> mean 5/9
+    assert m["label_macro_f1"] == pytest.approx(5 / 9)
+
+
+def test_suite_scores_every_baseline_with_the_family_metrics(tiny_ctx):
+    """Each family's rows: the simple baseline, then the trained ones, each scored by the
+    family's own ``score`` on the same examples (same metric names as the model gets)."""
+    import random
+
+    from p5rec.baselines.suite import BaselineSuite, SuiteConfig
+    from p5rec.tasks import get_family
+
+    options = {
+        "ks": (5, 10),
+        "num_beams": 20,
+        "batch_size": 16,
+        "template_split": "seen",
+        "remove_history": False,
+    }
+    suite = BaselineSuite(tiny_ctx, options, SuiteConfig(sasrec_minutes=0.02, sasrec_epochs=2))
+    expected = {
+        "next_item": ["popularity", "SASRec (BCE)", "SASRec (CE)"],
+        "candidate_ranking": ["popularity", "SASRec (BCE)", "SASRec (CE)"],
+        "rating": ["global_mean", "biased MF"],
+        "category": ["majority", "title TF-IDF + LR"],
+        "sentiment": ["majority", "TF-IDF + LR"],
+        "explanation": ["most_frequent_summary", "nearest review"],
+    }
+    for family, systems in expected.items():
+        fam = get_family(family)
+        examples = fam.examples(tiny_ctx, "test", random.Random(0))
+        rows = suite.rows(family, examples)
+        assert [r["system"] for r in rows] == systems
+        trained = rows[1]["metrics"]
+        assert set(trained) >= set(rows[0]["metrics"]) - {"unparsed"}
+        assert all(math.isfinite(v) for r in rows for v in r["metrics"].values())
+    # the SASRec models are fitted once and shared by both item families
+    assert set(suite._sasrec) == {"bce", "ce"}

@@ -352,6 +352,43 @@ def test_collator_and_token_losses_match_the_model_loss(arch, tiny_run):
     assert int(batch["truncated"]) == 0
 
 
+def test_history_loss_labels_each_history_item_after_the_first(tiny_run, tmp_path, tiny_data):
+    """With history supervision a decoder-only batch labels the source's item tokens after
+    its first one (multi-token codes: every token but the very first) (and only in history families); the target is labelled as before. An
+    encoder-decoder refuses the setting, and a decoder-only run trains with it."""
+    from transformers import AutoTokenizer
+
+    from p5rec.indexing import ItemIndex
+
+    tok = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
+    index = ItemIndex.load(tiny_run / "item_index.json")
+    items = tok.convert_tokens_to_ids(index.tokens)
+    a, b, c = (index.text(i) for i in sorted(index.codes)[:3])
+    collate = Collator(tok, 64, 8, None, item_ids=items, history_families=[0])
+    batch = collate([Pair(f"history {a} {b} {c} next?", a, 0), Pair(f"rate {a} {b}", "5", 1)])
+    ids, labels = batch["input_ids"], batch["labels"]
+    labelled = [t for t, lab in zip(ids[0].tolist(), labels[0].tolist()) if lab != -100]
+    code = tok(f"{a} {b} {c}", add_special_tokens=False).input_ids
+    target = tok(a, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert labelled == [t for t in code if t in set(items)][1:] + target
+    five = tok("5", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert [lab for lab in labels[1].tolist() if lab != -100] == five  # not a history family
+    with pytest.raises(ValueError, match="decoder-only"):
+        Collator(tok, 64, 8, 0, item_ids=items, history_families=[0])
+    with pytest.raises(ConfigError, match="history_loss"):
+        train(tiny_config(f"data.path={tiny_data}", "train.history_loss=true"), tmp_path / "t5")
+    run = tmp_path / "llama"
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "model.arch=llama",
+        "train.history_loss=true",
+        "train.samples_per_epoch=64",
+        "train.epochs=1",
+    )
+    summary = train(cfg, run, progress=False)
+    assert summary["steps"] == summary["steps_per_epoch"] and (run / "model").is_dir()
+
+
 def test_lora_trains_the_item_rows_of_an_untied_output_layer():
     """Many causal LMs keep a separate lm_head: its item rows must train too."""
     from transformers import LlamaConfig, LlamaForCausalLM

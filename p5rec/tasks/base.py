@@ -106,6 +106,9 @@ class TaskFamily:
     required: ClassVar[tuple[str, ...]]
     optional: ClassVar[tuple[str, ...]] = ()
     item_target: ClassVar[bool] = False  # target is an item code, decoded under the trie
+    # the source's only item codes are a time-ordered history, so a decoder-only model may
+    # learn to predict each of them from the ones before (``train.history_loss``)
+    history_source: ClassVar[bool] = False
 
     @cached_property
     def templates(self) -> list[Template]:

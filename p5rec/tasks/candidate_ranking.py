@@ -17,7 +17,7 @@ KS_HIT = (1, 5, 10)
 KS_NDCG = (5, 10)
 
 
-def _rank(candidates: list[str], scores: list[float]) -> list[str]:
+def rank_candidates(candidates: list[str], scores: list[float]) -> list[str]:
     """Candidates by descending score; ties by item id, never by position (the target is
     listed first, so a stable sort on score alone would favour it)."""
     order = sorted(range(len(candidates)), key=lambda j: (-scores[j], candidates[j]))
@@ -88,7 +88,7 @@ class CandidateRanking(TaskFamily):
                 sources[start : start + bs], [e.meta["candidates"] for e in batch]
             )
             for ex, sc in zip(batch, scores):
-                lists.append(_rank(ex.meta["candidates"], sc))
+                lists.append(rank_candidates(ex.meta["candidates"], sc))
         return lists
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:
@@ -97,7 +97,9 @@ class CandidateRanking(TaskFamily):
     def baseline(self, ctx, examples, options) -> tuple[str, dict[str, float]]:
         pop = Popularity(train_items(ctx))
         lists = [
-            _rank(ex.meta["candidates"], [pop.count.get(c, 0) for c in ex.meta["candidates"]])
+            rank_candidates(
+                ex.meta["candidates"], [pop.count.get(c, 0) for c in ex.meta["candidates"]]
+            )
             for ex in examples
         ]
         return pop.name, _metrics(lists, [ex.meta["item"] for ex in examples])

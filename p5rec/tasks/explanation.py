@@ -28,7 +28,7 @@ class Explanation(TaskFamily):
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])
         return [
-            Example(self.name, ctx.event_fields(n), e.summary)
+            Example(self.name, ctx.event_fields(n), e.summary, {"event": n})
             for n, e in zip(ctx.splits.reviews[split], events)
             if e.summary
         ]

@@ -25,6 +25,7 @@ class NextItem(TaskFamily):
     required = ("history",)
     optional = ("user",)
     item_target = True
+    history_source = True
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         return [

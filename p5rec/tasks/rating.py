@@ -58,7 +58,7 @@ class Rating(TaskFamily):
                 self.name,
                 ctx.event_fields(n),
                 format_rating(ctx.corpus.interactions[n].rating),
-                {"rating": ctx.corpus.interactions[n].rating},
+                {"rating": ctx.corpus.interactions[n].rating, "event": n},
             )
             for n in ctx.splits.reviews[split]
         ]

@@ -19,7 +19,7 @@ class Sentiment(TaskFamily):
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])
         return [
-            Example(self.name, ctx.event_fields(n), sentiment_of(e.rating))
+            Example(self.name, ctx.event_fields(n), sentiment_of(e.rating), {"event": n})
             for n, e in zip(ctx.splits.reviews[split], events)
             if e.review
         ]

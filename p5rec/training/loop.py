@@ -255,7 +255,17 @@ def train(
     model = build_model(cfg.model, tokenizer, item_ids, positions, tc.seed)
     encoder_decoder = bool(model.config.is_encoder_decoder)
     start = model.config.decoder_start_token_id if encoder_decoder else None
-    collator = Collator(tokenizer, tc.max_source_length, tc.max_target_length, start)
+    if tc.history_loss and encoder_decoder:
+        raise ConfigError("train.history_loss needs a decoder-only model (model.arch llama/qwen2)")
+    history = [f for f, fam in enumerate(families) if fam.history_source]
+    collator = Collator(
+        tokenizer,
+        tc.max_source_length,
+        tc.max_target_length,
+        start,
+        item_ids=item_ids,
+        history_families=history if tc.history_loss else (),
+    )
     task_loss = TaskLoss(
         [cfg.tasks.loss_weight(f.name) for f in families], cfg.tasks.balancing == "uncertainty"
     ).to(accelerator.device)

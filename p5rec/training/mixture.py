@@ -4,6 +4,7 @@ and the joint loss over task families (fixed alpha weights or uncertainty weight
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
@@ -96,12 +97,27 @@ class Collator:
 
     Targets are their text tokens plus EOS, as scoring and decoding read them. An
     encoder-decoder gets the shifted targets as decoder inputs; a decoder-only model reads
-    source then target in one right-padded sequence (loss on the target part only).
+    source then target in one right-padded sequence (loss on the target part, and with
+    ``history_families`` on the source's item tokens after its first one).
     """
 
-    def __init__(self, tokenizer, max_source: int, max_target: int, decoder_start=None) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        max_source: int,
+        max_target: int,
+        decoder_start=None,
+        item_ids: Iterable[int] = (),
+        history_families: Iterable[int] = (),
+    ) -> None:
         self.tok, self.max_source, self.max_target = tokenizer, max_source, max_target
         self.decoder_start = decoder_start  # None: decoder-only
+        # decoder-only: in sources of these families, every item token after the first is
+        # a target too (each history item predicted from the prompt and the items before it)
+        self.item_ids = frozenset(item_ids)
+        self.history_families = frozenset(history_families)
+        if self.history_families and decoder_start is not None:
+            raise ValueError("history supervision needs a decoder-only model")
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.eos = tokenizer.eos_token_id
 
@@ -130,7 +146,10 @@ class Collator:
             rows = [s + t for s, t in zip(sources, targets)]
             batch["input_ids"] = _pad(rows, self.pad)
             batch["attention_mask"] = _pad([[1] * len(r) for r in rows], 0)
-            batch["labels"] = _pad([[-100] * len(s) + t for s, t in zip(sources, targets)], -100)
+            labels = [
+                self._source_labels(s, p.family) + t for s, t, p in zip(sources, targets, pairs)
+            ]
+            batch["labels"] = _pad(labels, -100)
             return batch
         labels = _pad(targets, -100)
         decoder = torch.full_like(labels, self.decoder_start)
@@ -141,6 +160,17 @@ class Collator:
         batch["decoder_input_ids"] = decoder
         batch["labels"] = labels
         return batch
+
+    def _source_labels(self, source: list[int], family: int) -> list[int]:
+        """-100 everywhere, except (history families) item tokens after the first one."""
+        if family not in self.history_families:
+            return [-100] * len(source)
+        out, seen = [], False
+        for token in source:
+            item = token in self.item_ids
+            out.append(token if item and seen else -100)
+            seen = seen or item
+        return out
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:

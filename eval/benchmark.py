@@ -1,0 +1,565 @@
+"""Benchmark: the multi-task model, its ablations and every in-run baseline on one dataset.
+
+    python eval/benchmark.py NAME [--workers 2] [--scale 1.0] [--fresh] [--out runs/bench]
+
+NAME: movielens-100k | musical-instruments | beauty-cpu | beauty-gpu (see BENCHMARKS).
+
+One command trains and evaluates, on the test split of the prepared dataset (prepared from
+../shared/data when missing):
+
+- the multi-task model, with the seen and the unseen evaluation template;
+- ablations: the same model trained on next item alone and on rating alone, and a
+  next-item model with a second item-ID scheme;
+- the baselines of ``p5rec.baselines.suite`` (popularity, SASRec BCE and CE, global mean,
+  biased MF, majority, TF-IDF + LR, most frequent summary, nearest review), scored by the
+  same evaluator on the same examples.
+
+Jobs run in ``--workers`` processes of one torch thread each (a 2-core machine runs two at
+once). Each job writes ``OUT/NAME/jobs/JOB.json``; a rerun reuses a finished job whose
+settings are unchanged (``--fresh`` redoes everything). The result is
+``eval/results/NAME.json`` (schema ``p5rec.benchmark/1``): config, data fingerprint, seed,
+git commit, hardware, wall time, every row and the issue's targets, checked in-run.
+``--scale`` multiplies every time budget (0.05 for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "eval" / "results"
+SHARED = ROOT.parent / "shared" / "data"
+SCHEMA = "p5rec.benchmark/1"
+
+TITLES = {
+    "next_item": "Next item",
+    "candidate_ranking": "Candidate ranking (100 candidates)",
+    "rating": "Rating",
+    "category": "Category / genre (unseen items)",
+    "sentiment": "Sentiment",
+    "explanation": "Explanation (review summary)",
+}
+LOWER = {"rating": ["rmse", "mae", "rmse_decoded", "mae_decoded", "unparsed"]}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A p5rec model of the benchmark: config overrides, time budget, families scored."""
+
+    label: str
+    overrides: tuple[str, ...]
+    minutes: float
+    families: tuple[str, ...]
+    unseen: bool = False  # also evaluate with the unseen templates
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    title: str
+    source: str  # p5rec prepare --source
+    input: str  # under ../shared/data
+    data: str  # prepared dataset directory (repository-relative)
+    config: str
+    families: tuple[str, ...]
+    headline: dict[str, str]
+    models: dict[str, Model]
+    sasrec_minutes: float
+    targets: tuple[tuple[str, str, str, str, str], ...]  # task, metric, system, rel, against
+    overrides: tuple[str, ...] = ()  # for every model
+    workers: int = 2
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def _single(family: str, minutes: float, *extra: str) -> Model:
+    label = {"next_item": "p5rec next item only", "rating": "p5rec rating only"}[family]
+    return Model(
+        label,
+        ("tasks.families=[" + family + "]", "tasks.mixture={}", *extra),
+        minutes,
+        (family,),
+    )
+
+
+MT = "p5rec multi-task"
+MT_UNSEEN = "p5rec multi-task, unseen template"
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "movielens-100k": Benchmark(
+        title="MovieLens-100K",
+        source="movielens",
+        input="movielens-100k",
+        data="data/ml-100k",
+        config="configs/ml100k.yaml",
+        families=("next_item", "rating", "category", "candidate_ranking"),
+        headline={
+            "next_item": "ndcg@10",
+            "rating": "rmse",
+            "category": "label_macro_f1",
+            "candidate_ranking": "ndcg@10",
+        },
+        models={
+            "multitask": Model(
+                MT, (), 7.0, ("next_item", "rating", "category", "candidate_ranking"), True
+            ),
+            "next_item_only": _single("next_item", 7.0),
+            "rating_only": _single("rating", 3.0, "train.select_metric=rating/rmse"),
+            "collaborative_ids": Model(
+                "p5rec next item only, collaborative IDs",
+                (
+                    "tasks.families=[next_item]",
+                    "tasks.mixture={}",
+                    "index.scheme=collaborative",
+                    "index.suffix=true",
+                    "index.tokens_per_item=2",
+                ),
+                4.0,
+                ("next_item",),
+            ),
+        },
+        sasrec_minutes=3.0,
+        targets=(
+            ("next_item", "ndcg@10", MT, ">=", "SASRec (CE)"),
+            ("next_item", "ndcg@10", MT, ">=", "SASRec (BCE)"),
+            ("next_item", "ndcg@10", MT, ">=", "p5rec next item only"),
+            ("rating", "rmse", MT, "<=", "biased MF"),
+            ("rating", "rmse", MT, "<=", "p5rec rating only"),
+            ("category", "label_macro_f1", MT, ">", "title TF-IDF + LR"),
+            ("candidate_ranking", "ndcg@10", MT, ">=", "SASRec (CE)"),
+        ),
+    ),
+    "musical-instruments": Benchmark(
+        title="Amazon Musical Instruments",
+        source="amazon",
+        input="amazon-musical-instruments",
+        data="data/mi",
+        config="configs/musical-instruments.yaml",
+        families=("rating", "sentiment", "explanation", "next_item"),
+        headline={
+            "rating": "rmse",
+            "sentiment": "macro_f1",
+            "explanation": "rougeL",
+            "next_item": "ndcg@10",
+        },
+        models={
+            "multitask": Model(
+                MT, (), 7.0, ("rating", "sentiment", "explanation", "next_item"), True
+            ),
+            "next_item_only": _single("next_item", 4.0),
+            "rating_only": _single("rating", 3.0, "train.select_metric=rating/rmse"),
+            "collaborative_ids": Model(
+                "p5rec next item only, collaborative IDs",
+                (
+                    "tasks.families=[next_item]",
+                    "tasks.mixture={}",
+                    "index.scheme=collaborative",
+                    "index.suffix=true",
+                    "index.tokens_per_item=2",
+                ),
+                3.0,
+                ("next_item",),
+            ),
+        },
+        sasrec_minutes=2.0,
+        targets=(
+            ("next_item", "ndcg@10", MT, ">=", "SASRec (CE)"),
+            ("next_item", "ndcg@10", MT, ">=", "p5rec next item only"),
+            ("rating", "rmse", MT, "<=", "biased MF"),
+            ("rating", "rmse", MT, "<=", "p5rec rating only"),
+            ("sentiment", "macro_f1", MT, ">=", "TF-IDF + LR"),
+            ("explanation", "bleu4", MT, ">=", "nearest review"),
+            ("explanation", "rougeL", MT, ">=", "nearest review"),
+        ),
+    ),
+    "beauty-cpu": Benchmark(
+        title="Amazon Beauty (CPU size)",
+        source="s3rec",
+        input="amazon-beauty",
+        data="data/beauty",
+        config="configs/beauty.yaml",
+        families=("next_item", "category"),
+        headline={"next_item": "ndcg@10", "category": "macro_f1"},
+        overrides=(
+            "model.d_model=128",
+            "model.d_ff=256",
+            "model.d_kv=32",
+            "model.num_heads=4",
+            "model.num_layers=2",
+            "model.num_decoder_layers=2",
+            "index.scheme=random",
+            "index.tokens_per_item=1",
+            "index.suffix=false",
+            "tasks.families=[next_item,category]",
+            "tasks.mixture={category: 0.25}",
+            "train.batch_size=32",
+            "train.samples_per_epoch=20000",
+            "train.epochs=8",
+            "train.embedding_lr_scale=50.0",
+            "train.num_workers=0",
+            "train.eval_examples=300",
+            "eval.batch_size=32",
+        ),
+        models={
+            "multitask": Model(MT, (), 9.0, ("next_item", "category"), True),
+            "next_item_only": _single("next_item", 9.0),
+        },
+        sasrec_minutes=4.0,
+        targets=(
+            ("next_item", "ndcg@10", MT, ">=", "SASRec (CE)"),
+            ("next_item", "ndcg@10", MT, ">=", "p5rec next item only"),
+            ("category", "macro_f1", MT, ">", "title TF-IDF + LR"),
+        ),
+    ),
+    "beauty-gpu": Benchmark(
+        title="Amazon Beauty (full protocol, GPU)",
+        source="s3rec",
+        input="amazon-beauty",
+        data="data/beauty",
+        config="configs/beauty.yaml",
+        families=("next_item", "candidate_ranking", "category"),
+        headline={"next_item": "ndcg@10", "candidate_ranking": "ndcg@10", "category": "macro_f1"},
+        models={
+            "multitask": Model(MT, (), 60.0, ("next_item", "candidate_ranking", "category"), True),
+            "next_item_only": _single("next_item", 30.0),
+        },
+        sasrec_minutes=10.0,
+        targets=(
+            ("next_item", "ndcg@10", MT, ">", "SASRec (CE)"),
+            ("next_item", "ndcg@10", MT, ">=", "p5rec next item only"),
+            ("category", "macro_f1", MT, ">", "title TF-IDF + LR"),
+        ),
+        workers=1,
+        notes={"anchor": "P5-CID+IID NDCG@10 0.0427 (Hua et al. 2023), leak-free"},
+    ),
+}
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _config(bench: Benchmark, model: Model, data_dir: Path):
+    from p5rec.config import load_config
+
+    overrides = [
+        *bench.overrides,
+        f"data.path={data_dir}",
+        f"train.max_minutes={model.minutes}",
+        "eval.split=test",
+        *model.overrides,
+    ]
+    return load_config(ROOT / bench.config, overrides)
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("P5REC_BENCH_THREADS", "1")))
+
+
+def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir: Path) -> dict:
+    """Train one p5rec model within its budget and evaluate it on the test split."""
+    _threads()
+    from p5rec.config import ExperimentConfig, apply_overrides, from_dict, to_dict
+    from p5rec.evaluation import evaluate_run
+    from p5rec.training import train
+    from p5rec.training.observe import TrainingLog
+
+    cfg = _config(bench, model, data_dir)
+    summary = train(cfg, run_dir, progress=False)
+    rows: dict[str, list[dict]] = {}
+    for split in ("seen", "unseen") if model.unseen else ("seen",):
+        ev_cfg = from_dict(
+            ExperimentConfig, apply_overrides(to_dict(cfg), [f"eval.template_split={split}"])
+        )
+        report = evaluate_run(run_dir, ev_cfg, list(model.families), progress=False)
+        for family, res in report["results"].items():
+            if not res.get("n"):
+                continue
+            system = model.label if split == "seen" else f"{model.label}, unseen template"
+            rows.setdefault(family, []).append(
+                {
+                    "system": system,
+                    "kind": "model" if name == "multitask" else "ablation",
+                    "model": name,
+                    "template": split,
+                    "template_id": res["template"],
+                    "n": res["n"],
+                    "metrics": res["model"],
+                    "seconds": res["seconds"],
+                }
+            )
+    records = TrainingLog(run_dir / "train_log.jsonl").records()
+    train_records = [r for r in records if r["kind"] == "train"]
+    stride = max(1, len(train_records) // 200)
+    keep = ("step", "epoch", "loss")
+    return {
+        "rows": rows,
+        "model": {
+            "label": model.label,
+            "families": list(cfg.tasks.families),
+            "index": cfg.index.scheme + (" + item token" if cfg.index.suffix else ""),
+            "parameters": summary["parameters"],
+            "train_seconds": summary["train_seconds"],
+            "steps": summary["steps"],
+            "samples_per_s": summary["samples_per_s"],
+            "out_of_time": summary["out_of_time"],
+            "budget_minutes": model.minutes,
+            "best": summary["best"],
+            "config": to_dict(cfg),
+            "curve": [
+                {k: v for k, v in r.items() if k not in ("kind", "best", "examples", "seconds")}
+                for r in records
+                if r["kind"] == "valid"
+            ],
+            "train_curve": [{k: r[k] for k in keep if k in r} for r in train_records[::stride]],
+        },
+    }
+
+
+def baseline_job(bench: Benchmark, families: list[str], data_dir: Path, seed: int) -> dict:
+    """Fit and score the in-run baselines of ``families`` on the model's test examples."""
+    _threads()
+    import random
+
+    from p5rec.baselines.suite import BaselineSuite, SuiteConfig
+    from p5rec.config import load_config
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    cfg = load_config(ROOT / bench.config, [*bench.overrides, f"data.path={data_dir}"])
+    ctx = build_context(cfg, data_dir)
+    ev = cfg.eval
+    options = {
+        "ks": ev.ks,
+        "num_beams": ev.num_beams,
+        "batch_size": ev.batch_size,
+        "template_split": "seen",
+        "remove_history": ev.remove_history,
+    }
+    suite = BaselineSuite(ctx, options, SuiteConfig(sasrec_minutes=bench.sasrec_minutes, seed=seed))
+    rows = {}
+    for family in families:
+        examples = get_family(family).examples(ctx, "test", random.Random(0))
+        rows[family] = [
+            {"kind": "baseline", "n": len(examples), **row} for row in suite.rows(family, examples)
+        ]
+    return {"rows": rows}
+
+
+def _run(kind: str, *args) -> dict:
+    t0 = time.time()
+    out = model_job(*args) if kind == "model" else baseline_job(*args)
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+# ---------------------------------------------------------------------- targets
+
+
+def _find(rows: list[dict], system: str) -> dict | None:
+    return next((r for r in rows if r["system"] == system), None)
+
+
+def check_targets(bench: Benchmark, tasks: dict) -> list[dict]:
+    """The benchmark's targets, plus unseen within 5% of seen for every family."""
+    specs = list(bench.targets)
+    for family in tasks:
+        if _find(tasks[family]["rows"], MT_UNSEEN):
+            specs.append((family, bench.headline[family], MT_UNSEEN, "within 5%", MT))
+    out = []
+    for family, metric, system, relation, against in specs:
+        rows = tasks.get(family, {}).get("rows", [])
+        a, b = _find(rows, system), _find(rows, against)
+        value = a["metrics"].get(metric) if a else None
+        reference = b["metrics"].get(metric) if b else None
+        met = None
+        if value is not None and reference is not None:
+            if relation == ">=":
+                met = value >= reference
+            elif relation == ">":
+                met = value > reference
+            elif relation == "<=":
+                met = value <= reference
+            else:  # within 5% (relative), either direction
+                met = abs(value - reference) <= 0.05 * abs(reference)
+        out.append(
+            {
+                "task": family,
+                "metric": metric,
+                "system": system,
+                "relation": relation,
+                "against": against,
+                "value": value,
+                "reference": reference,
+                "met": met,
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- main
+
+
+def prepare_data(bench: Benchmark) -> Path:
+    from p5rec.config import load_config
+    from p5rec.data.dataset import prepare
+
+    data_dir = ROOT / bench.data
+    if not (data_dir / "manifest.json").is_file():
+        source = SHARED / bench.input
+        if not source.is_dir():
+            sys.exit(f"{source} is missing: the benchmark reads the shared data directory")
+        print(f"preparing {data_dir} from {source}", flush=True)
+        prepare(bench.source, source, data_dir, load_config(ROOT / bench.config).data)
+    return data_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--out", default="runs/bench", help="run directory root")
+    parser.add_argument("--workers", type=int, default=None, help="parallel jobs")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every time budget")
+    parser.add_argument("--fresh", action="store_true", help="redo jobs already finished")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trained baselines")
+    parser.add_argument("--result", default=None, help="result file (default: results/NAME)")
+    args = parser.parse_args()
+
+    from p5rec.evaluation import hardware
+    from p5rec.training import git_commit
+
+    bench = BENCHMARKS[args.name]
+    if args.scale != 1.0:
+        bench = _scaled(bench, args.scale)
+    start = time.time()
+    data_dir = prepare_data(bench)
+    fingerprint = json.loads((data_dir / "manifest.json").read_text())["fingerprint"]
+    out = ROOT / args.out / args.name
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+
+    jobs = {}
+    for name, model in bench.models.items():
+        key = _key("model", bench, name, fingerprint)
+        jobs[name] = (key, ("model", bench, name, model, data_dir, out / name), model.minutes)
+    baseline_families = [f for f in bench.families if f in ("next_item", "candidate_ranking")]
+    others = [f for f in bench.families if f not in baseline_families]
+    for name, fams, minutes in (
+        ("baselines-sequential", baseline_families, 2 * bench.sasrec_minutes),
+        ("baselines-other", others, 1.0),
+    ):
+        if fams:
+            key = _key("baselines", bench, fams, args.seed, fingerprint)
+            jobs[name] = (key, ("baselines", bench, fams, data_dir, args.seed), minutes)
+
+    results: dict[str, dict] = {}
+    todo = []
+    for name, (key, call, minutes) in jobs.items():
+        path = out / "jobs" / f"{name}.json"
+        if not args.fresh and path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") == key:
+                results[name] = saved
+                print(f"[{name}] reused {path}", flush=True)
+                continue
+        todo.append((minutes, name, key, call))
+    todo.sort(reverse=True)  # longest first
+    workers = args.workers or bench.workers
+    print(f"{args.name}: {len(todo)} jobs on {workers} workers", flush=True)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {}
+        for minutes, name, key, call in todo:
+            print(f"[{name}] queued (budget {minutes:g} min)", flush=True)
+            futures[pool.submit(_run, call[0], *call[1:])] = (name, key)
+        for future in as_completed(futures):
+            name, key = futures[future]
+            res = future.result()
+            res["key"] = key
+            path = out / "jobs" / f"{name}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(res, indent=1))
+            tmp.replace(path)
+            results[name] = res
+            print(f"[{name}] done in {res['seconds']:.0f} s", flush=True)
+
+    tasks: dict[str, dict] = {}
+    for family in bench.families:
+        rows = []
+        for name in [*bench.models, "baselines-sequential", "baselines-other"]:
+            rows += results.get(name, {}).get("rows", {}).get(family, [])
+        order = {"model": 0, "ablation": 1, "baseline": 2}
+        rows.sort(key=lambda r: order[r["kind"]])
+        tasks[family] = {
+            "title": TITLES[family],
+            "protocol": protocol(family, bench),
+            "n": rows[0]["n"] if rows else 0,
+            "headline": bench.headline[family],
+            "lower_is_better": LOWER.get(family, []),
+            "rows": rows,
+        }
+    main_cfg = results["multitask"]["model"]["config"]
+    result = {
+        "schema": SCHEMA,
+        "benchmark": args.name,
+        "title": bench.title,
+        "dataset": {"path": bench.data, "fingerprint": fingerprint, "source": bench.source},
+        "split": "test",
+        "seed": main_cfg["train"]["seed"],
+        "baseline_seed": args.seed,
+        "git_commit": git_commit(),
+        "hardware": {**hardware(), "workers": workers, "threads_per_worker": 1},
+        "wall_seconds": round(time.time() - start, 1),
+        "time_scale": args.scale,
+        "config": main_cfg,
+        "notes": bench.notes,
+        "models": {name: results[name]["model"] for name in bench.models},
+        "job_seconds": {name: res["seconds"] for name, res in results.items()},
+        "tasks": tasks,
+        "targets": check_targets(bench, tasks),
+    }
+    path = Path(args.result) if args.result else RESULTS / f"{args.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    for t in result["targets"]:
+        mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        print(
+            f"{t['task']:>18} {t['metric']:<15} {t['system']} {t['relation']} {t['against']}: "
+            f"{_fmt(t['value'])} vs {_fmt(t['reference'])} -> {mark}"
+        )
+    print(f"wrote {path} in {result['wall_seconds'] / 60:.1f} min")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def protocol(family: str, bench: Benchmark) -> str:
+    return {
+        "next_item": "leave-one-out, full ranking over all items, history not removed",
+        "candidate_ranking": "true next item + 99 sampled unseen items per test user",
+        "rating": "random 80/10/10 split; expected rating for p5rec",
+        "category": "items split 80/10/10; test items unseen in training",
+        "sentiment": "random 80/10/10 split of reviews; 1-2 negative, 3 neutral, 4-5 positive",
+        "explanation": "random 80/10/10 split; BLEU-4 (sacrebleu), ROUGE F1 x100",
+    }[family]
+
+
+def _scaled(bench: Benchmark, scale: float) -> Benchmark:
+    import dataclasses
+
+    models = {k: dataclasses.replace(m, minutes=m.minutes * scale) for k, m in bench.models.items()}
+    return dataclasses.replace(bench, models=models, sasrec_minutes=bench.sasrec_minutes * scale)
+
+
+if __name__ == "__main__":
+    main()
