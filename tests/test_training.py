@@ -354,8 +354,9 @@ def test_collator_and_token_losses_match_the_model_loss(arch, tiny_run):
 
 def test_history_loss_labels_each_history_item_after_the_first(tiny_run, tmp_path, tiny_data):
     """With history supervision a decoder-only batch labels the source's item tokens after
-    its first one (multi-token codes: every token but the very first) (and only in history families); the target is labelled as before. An
-    encoder-decoder refuses the setting, and a decoder-only run trains with it."""
+    its first one (multi-token codes: every token but the very first), in history families
+    only; the target is labelled as before. An encoder-decoder refuses the setting, and a
+    decoder-only run trains with it."""
     from transformers import AutoTokenizer
 
     from p5rec.indexing import ItemIndex
