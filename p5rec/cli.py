@@ -1,5 +1,5 @@
 """Command line: ``p5rec demo | prepare | stats | index | train | export | evaluate |
-recommend | ask | serve``."""
+recommend | ask | serve | report``."""
 
 from __future__ import annotations
 
@@ -228,6 +228,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(_config(args), Path(args.out), progress=not args.quiet)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from p5rec.report import ReportError, write_report
+
+    if args.overrides:  # a second path typed by mistake would otherwise vanish
+        raise CliError(f"report takes one RESULTS_DIR and no overrides, got {args.overrides}")
+    try:
+        summary = write_report(args.results, args.out, args.readme)
+    except ReportError as err:
+        raise CliError(str(err)) from None
+    print(f"benchmark results: {', '.join(summary['benchmarks'])}")
+    if summary["skipped"]:
+        names = ", ".join(p.name for p in summary["skipped"])
+        print(f"skipped {len(summary['skipped'])} other JSON files: {names}")
+    for path in [*summary["plots"], summary["report"]]:
+        print(f"wrote {path}")
+    if summary["readme"] is not None:
+        state = "updated" if summary["readme_changed"] else "unchanged"
+        print(f"{state} {summary['readme']} (between the benchmarks markers)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="p5rec",
@@ -375,6 +395,19 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="how long a request may wait for others to batch with (default 5 ms)",
+    )
+    sp = add(
+        "report",
+        "Render benchmark results (eval/results/*.json) into Markdown and PNG plots.",
+        cmd_report,
+    )
+    sp.add_argument("results", metavar="RESULTS_DIR", help="folder of benchmark result files")
+    sp.add_argument("--out", help="report folder (default: RESULTS_DIR/report)")
+    sp.add_argument(
+        "--readme",
+        metavar="PATH",
+        help="also replace the section between <!-- benchmarks:start --> and "
+        "<!-- benchmarks:end --> in this file",
     )
     for sp in sub.choices.values():  # after each command's own positionals (e.g. RUN)
         sp.add_argument(
