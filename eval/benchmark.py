@@ -78,14 +78,26 @@ class Benchmark:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def _single(family: str, minutes: float, *extra: str) -> Model:
+def _single(family: str, minutes: float, samples: int) -> Model:
+    """The benchmark's model trained on one family, with as many examples of it per epoch
+    as the multi-task run."""
     label = {"next_item": "p5rec next item only", "rating": "p5rec rating only"}[family]
-    return Model(
-        label,
-        ("tasks.families=[" + family + "]", "tasks.mixture={}", *extra),
-        minutes,
-        (family,),
-    )
+    overrides = [
+        f"tasks.families=[{family}]",
+        "tasks.mixture={}",
+        f"tasks.samples={{{family}: {samples}}}",
+        f"train.eval_families=[{family}]",
+    ]
+    if family == "rating":
+        overrides.append("train.select_metric=rating/rmse")
+    return Model(label, tuple(overrides), minutes, (family,))
+
+
+def _collaborative(minutes: float, samples: int) -> Model:
+    """Next item alone with collaborative IDs (spectral clusters + the item's own token)."""
+    ids = ("index.scheme=collaborative", "index.suffix=true", "index.tokens_per_item=2")
+    overrides = (*_single("next_item", minutes, samples).overrides, *ids)
+    return Model("p5rec next item only, collaborative IDs", overrides, minutes, ("next_item",))
 
 
 MT = "p5rec multi-task"
@@ -107,24 +119,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         },
         models={
             "multitask": Model(
-                MT, (), 7.0, ("next_item", "rating", "category", "candidate_ranking"), True
+                MT, (), 11.0, ("next_item", "rating", "category", "candidate_ranking"), True
             ),
-            "next_item_only": _single("next_item", 7.0),
-            "rating_only": _single("rating", 3.0, "train.select_metric=rating/rmse"),
-            "collaborative_ids": Model(
-                "p5rec next item only, collaborative IDs",
-                (
-                    "tasks.families=[next_item]",
-                    "tasks.mixture={}",
-                    "index.scheme=collaborative",
-                    "index.suffix=true",
-                    "index.tokens_per_item=2",
-                ),
-                4.0,
-                ("next_item",),
-            ),
+            "next_item_only": _single("next_item", 7.0, 20000),
+            "rating_only": _single("rating", 3.0, 6000),
+            "collaborative_ids": _collaborative(6.5, 20000),
         },
-        sasrec_minutes=3.0,
+        sasrec_minutes=2.5,
         targets=(
             ("next_item", "ndcg@10", MT, ">=", "SASRec (CE)"),
             ("next_item", "ndcg@10", MT, ">=", "SASRec (BCE)"),
@@ -150,22 +151,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         },
         models={
             "multitask": Model(
-                MT, (), 7.0, ("rating", "sentiment", "explanation", "next_item"), True
+                MT, (), 9.0, ("rating", "sentiment", "explanation", "next_item"), True
             ),
-            "next_item_only": _single("next_item", 4.0),
-            "rating_only": _single("rating", 3.0, "train.select_metric=rating/rmse"),
-            "collaborative_ids": Model(
-                "p5rec next item only, collaborative IDs",
-                (
-                    "tasks.families=[next_item]",
-                    "tasks.mixture={}",
-                    "index.scheme=collaborative",
-                    "index.suffix=true",
-                    "index.tokens_per_item=2",
-                ),
-                3.0,
-                ("next_item",),
-            ),
+            "next_item_only": _single("next_item", 4.0, 6000),
+            "rating_only": _single("rating", 3.0, 6000),
+            "collaborative_ids": _collaborative(4.0, 6000),
         },
         sasrec_minutes=2.0,
         targets=(
@@ -208,7 +198,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         models={
             "multitask": Model(MT, (), 9.0, ("next_item", "category"), True),
-            "next_item_only": _single("next_item", 9.0),
+            "next_item_only": _single("next_item", 9.0, 20000),
         },
         sasrec_minutes=4.0,
         targets=(
@@ -227,7 +217,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         headline={"next_item": "ndcg@10", "candidate_ranking": "ndcg@10", "category": "macro_f1"},
         models={
             "multitask": Model(MT, (), 60.0, ("next_item", "candidate_ranking", "category"), True),
-            "next_item_only": _single("next_item", 30.0),
+            "next_item_only": _single("next_item", 30.0, 131413),
         },
         sasrec_minutes=10.0,
         targets=(
