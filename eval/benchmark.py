@@ -177,28 +177,29 @@ BENCHMARKS: dict[str, Benchmark] = {
         families=("next_item", "category"),
         headline={"next_item": "ndcg@10", "category": "macro_f1"},
         overrides=(
+            "model.arch=llama",
             "model.d_model=128",
             "model.d_ff=256",
-            "model.d_kv=32",
             "model.num_heads=4",
             "model.num_layers=2",
-            "model.num_decoder_layers=2",
+            "model.dropout=0.1",
             "index.scheme=random",
             "index.tokens_per_item=1",
             "index.suffix=false",
             "tasks.families=[next_item,category]",
-            "tasks.mixture={category: 0.25}",
+            "tasks.mixture={}",
+            "tasks.samples={next_item: 20000, category: 2500}",
+            "train.history_loss=true",
             "train.batch_size=32",
-            "train.samples_per_epoch=20000",
-            "train.epochs=8",
-            "train.embedding_lr_scale=50.0",
+            "train.epochs=4",
+            "train.embedding_lr_scale=10.0",
             "train.num_workers=0",
-            "train.eval_examples=300",
+            "train.eval_examples=2000",
             "eval.batch_size=32",
         ),
         models={
-            "multitask": Model(MT, (), 9.0, ("next_item", "category"), True),
-            "next_item_only": _single("next_item", 9.0, 20000),
+            "multitask": Model(MT, (), 8.5, ("next_item", "category"), True),
+            "next_item_only": _single("next_item", 8.5, 20000),
         },
         sasrec_minutes=4.0,
         targets=(
@@ -317,8 +318,11 @@ def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir
     }
 
 
-def baseline_job(bench: Benchmark, families: list[str], data_dir: Path, seed: int) -> dict:
-    """Fit and score the in-run baselines of ``families`` on the model's test examples."""
+def baseline_job(
+    bench: Benchmark, families: list[str], systems: list[str] | None, data_dir: Path, seed: int
+) -> dict:
+    """Fit and score the in-run baselines of ``families`` (``systems`` only, when given) on
+    the model's test examples."""
     _threads()
     import random
 
@@ -342,9 +346,19 @@ def baseline_job(bench: Benchmark, families: list[str], data_dir: Path, seed: in
     for family in families:
         examples = get_family(family).examples(ctx, "test", random.Random(0))
         rows[family] = [
-            {"kind": "baseline", "n": len(examples), **row} for row in suite.rows(family, examples)
+            {"kind": "baseline", "n": len(examples), **row}
+            for row in suite.rows(family, examples, set(systems) if systems else None)
         ]
     return {"rows": rows}
+
+
+def baseline_jobs(items: list[str], others: list[str], sasrec_minutes: float):
+    """(job name, families, systems or None for all, budget in minutes) of the baselines."""
+    return (
+        ("baselines-sasrec-ce", items, ["popularity", "SASRec (CE)"], sasrec_minutes),
+        ("baselines-sasrec-bce", items, ["SASRec (BCE)"], sasrec_minutes),
+        ("baselines-other", others, None, 1.0),
+    )
 
 
 def _run(kind: str, *args) -> dict:
@@ -442,15 +456,14 @@ def main() -> None:
     for name, model in bench.models.items():
         key = _key("model", bench, name, fingerprint)
         jobs[name] = (key, ("model", bench, name, model, data_dir, out / name), model.minutes)
-    baseline_families = [f for f in bench.families if f in ("next_item", "candidate_ranking")]
-    others = [f for f in bench.families if f not in baseline_families]
-    for name, fams, minutes in (
-        ("baselines-sequential", baseline_families, 2 * bench.sasrec_minutes),
-        ("baselines-other", others, 1.0),
-    ):
+    # the two SASRec models train in jobs of their own; each ranks both item families
+    items = [f for f in bench.families if f in ("next_item", "candidate_ranking")]
+    others = [f for f in bench.families if f not in items]
+    for name, fams, systems, minutes in baseline_jobs(items, others, bench.sasrec_minutes):
         if fams:
-            key = _key("baselines", bench, fams, args.seed, fingerprint)
-            jobs[name] = (key, ("baselines", bench, fams, data_dir, args.seed), minutes)
+            key = _key("baselines", bench, fams, systems, args.seed, fingerprint)
+            call = ("baselines", bench, fams, systems, data_dir, args.seed)
+            jobs[name] = (key, call, minutes)
 
     results: dict[str, dict] = {}
     todo = []
@@ -485,7 +498,7 @@ def main() -> None:
     tasks: dict[str, dict] = {}
     for family in bench.families:
         rows = []
-        for name in [*bench.models, "baselines-sequential", "baselines-other"]:
+        for name in [*bench.models, *(job[0] for job in baseline_jobs([], [], 0))]:
             rows += results.get(name, {}).get("rows", {}).get(family, [])
         order = {"model": 0, "ablation": 1, "baseline": 2}
         rows.sort(key=lambda r: order[r["kind"]])

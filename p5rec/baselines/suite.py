@@ -52,22 +52,27 @@ class BaselineSuite:
     def families(self) -> list[str]:
         return ["next_item", "candidate_ranking", "rating", "category", "sentiment", "explanation"]
 
-    def rows(self, family: str, examples: list[Example]) -> list[dict]:
+    def rows(
+        self, family: str, examples: list[Example], systems: set[str] | None = None
+    ) -> list[dict]:
         """``{"system", "metrics", "seconds"}`` per baseline of ``family`` on ``examples``
-        (``seconds``: fitting and predicting; a shared fit is counted where it happens)."""
+        (``seconds``: fitting and predicting; a shared fit is counted where it happens);
+        ``systems``: only these (by name; None: all)."""
         fam = get_family(family)
         t0 = time.time()
         name, metrics = fam.baseline(self.ctx, examples, self.options)
-        rows = [{"system": name, "metrics": metrics, "seconds": round(time.time() - t0, 2)}]
+        rows = []
+        if systems is None or name in systems:
+            rows.append({"system": name, "metrics": metrics, "seconds": round(time.time() - t0, 2)})
         for system, predict in getattr(self, f"_{family}")():
+            if systems is not None and system not in systems:
+                continue
             t0 = time.time()
-            predictions = predict(examples)
+            scores = fam.score(self.ctx, examples, predict(examples), self.options)
+            # the simple baseline's metric names: e.g. a rating baseline has no decoded string
+            scores = {k: v for k, v in scores.items() if k in metrics}
             rows.append(
-                {
-                    "system": system,
-                    "metrics": fam.score(self.ctx, examples, predictions, self.options),
-                    "seconds": round(time.time() - t0, 2),
-                }
+                {"system": system, "metrics": scores, "seconds": round(time.time() - t0, 2)}
             )
         return rows
 

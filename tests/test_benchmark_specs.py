@@ -1,0 +1,59 @@
+"""The benchmark specs of ``eval/benchmark.py`` are valid configs, and the in-run target
+checks compare the way their relation says."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "eval" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmark"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_model_of_every_benchmark_is_a_valid_config(bench, tmp_path):
+    for name, spec in bench.BENCHMARKS.items():
+        assert spec.models["multitask"].label == bench.MT, name
+        for model in spec.models.values():
+            cfg = bench._config(spec, model, tmp_path)
+            assert set(model.families) <= set(cfg.tasks.families), (name, model.label)
+            assert cfg.train.max_minutes == model.minutes
+            assert cfg.eval.split == "test"
+        assert set(spec.headline) == set(spec.families), name
+        systems = {t[2] for t in spec.targets}
+        assert systems == {bench.MT}, name
+
+
+def test_target_relations(bench):
+    spec = bench.BENCHMARKS["movielens-100k"]
+
+    def task(rows):
+        return {"rows": [{"system": s, "metrics": m} for s, m in rows]}
+
+    tasks = {
+        "next_item": task(
+            [
+                (bench.MT, {"ndcg@10": 0.06}),
+                (bench.MT_UNSEEN, {"ndcg@10": 0.0571}),  # 4.8% below: within 5%
+                ("SASRec (CE)", {"ndcg@10": 0.06}),  # a tie meets >=
+                ("SASRec (BCE)", {"ndcg@10": 0.05}),
+            ]
+        ),
+        "rating": task([(bench.MT, {"rmse": 0.95}), ("biased MF", {"rmse": 0.93})]),
+    }
+    got = {(t["task"], t["against"]): t["met"] for t in bench.check_targets(spec, tasks)}
+    assert got[("next_item", "SASRec (CE)")] is True
+    assert got[("next_item", "SASRec (BCE)")] is True
+    assert got[("next_item", bench.MT)] is True  # the unseen-template check
+    assert got[("rating", "biased MF")] is False  # lower is better: 0.95 > 0.93
+    assert got[("next_item", "p5rec next item only")] is None  # no such row: not checked
