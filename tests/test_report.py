@@ -177,11 +177,9 @@ def test_no_curves_no_curve_plot(tmp_path):
 
 def test_readme_section_and_idempotent_replacement(tmp_path):
     section = readme_section([result()], "eval/results/report/report.md")
-    won = "| Next item | ndcg@10 | 0.2100 (p5rec multi-task) | 0.1800 (SASRec (CE)) | ✅ 1/1 |"
+    won = "| Next item | ndcg@10 | 0.2100 | 0.1800 (SASRec (CE)) | ✅ 1/1 |"
     assert won in section
-    assert (
-        "| Rating | rmse ↓ | 0.9512 (p5rec multi-task) | 0.9123 (matrix factorisation) | ❌ 0/1 |"
-    ) in section
+    assert ("| Rating | rmse ↓ | 0.9512 | 0.9123 (matrix factorisation) | ❌ 0/1 |") in section
     assert "[Full report](eval/results/report/report.md) · all targets: ❌ 1/2" in section
     assert "![Tiny Bench headline metrics](eval/results/report/tiny-bench-bars.png)" in section
     readme = _readme(tmp_path / "README.md")
