@@ -25,6 +25,7 @@ git commit, hardware, wall time, every row and the issue's targets, checked in-r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -261,7 +262,7 @@ def _threads() -> None:
 def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir: Path) -> dict:
     """Train one p5rec model within its budget and evaluate it on the test split."""
     _threads()
-    from p5rec.config import ExperimentConfig, apply_overrides, from_dict, to_dict
+    from p5rec.config import to_dict
     from p5rec.evaluation import evaluate_run
     from p5rec.training import train
     from p5rec.training.observe import TrainingLog
@@ -270,9 +271,7 @@ def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir
     summary = train(cfg, run_dir, progress=False)
     rows: dict[str, list[dict]] = {}
     for split in ("seen", "unseen") if model.unseen else ("seen",):
-        ev_cfg = from_dict(
-            ExperimentConfig, apply_overrides(to_dict(cfg), [f"eval.template_split={split}"])
-        )
+        ev_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, template_split=split))
         report = evaluate_run(run_dir, ev_cfg, list(model.families), progress=False)
         for family, res in report["results"].items():
             if not res.get("n"):
@@ -558,8 +557,6 @@ def protocol(family: str, bench: Benchmark) -> str:
 
 
 def _scaled(bench: Benchmark, scale: float) -> Benchmark:
-    import dataclasses
-
     models = {k: dataclasses.replace(m, minutes=m.minutes * scale) for k, m in bench.models.items()}
     return dataclasses.replace(bench, models=models, sasrec_minutes=bench.sasrec_minutes * scale)
 

@@ -13,15 +13,16 @@ and returns one typed answer per query:
   exact log-probability);
 * ``rating``: the expectation over the training rating values' probabilities, with the
   distribution;
-* ``label``: the most probable label of the family's training label set, with alternatives
-  (sentiment, category), so the answer is always a real label;
+* ``label``: a label of the family's training label set, with alternatives and the
+  model's probabilities (sentiment, category), decided as evaluation decides it (sentiment:
+  class-balanced), so the answer is always a real label;
 * ``text``: a generated sentence (explanation).
 """
 
 from __future__ import annotations
 
 import json
-import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from p5rec.tasks import explanation, rating
-from p5rec.tasks.rating import format_rating, softmax
+from p5rec.tasks.labels import rank_labels, train_label_counts
+from p5rec.tasks.rating import format_rating
 
 __all__ = ["Assistant", "NotFoundError", "Query", "RequestError"]
 
@@ -164,18 +166,17 @@ class Assistant:
 
     def labels(self, family: str) -> list[str]:
         """The closed label set of a label family: its training targets."""
-        return self._labels[family]
+        return sorted(self._labels[family])
 
     @cached_property
-    def _labels(self) -> dict[str, list[str]]:
+    def _labels(self) -> dict[str, Counter]:
         from p5rec.tasks import get_family
 
-        out = {}
-        for name in ("sentiment", "category"):
-            if name in self.families:
-                examples = get_family(name).examples(self.ctx, "train", random.Random(0))
-                out[name] = sorted({e.target for e in examples})
-        return out
+        return {
+            name: train_label_counts(get_family(name), self.ctx)
+            for name in ("sentiment", "category")
+            if name in self.families
+        }
 
     # ----------------------------------------------------------------- requests
 
@@ -369,16 +370,14 @@ class Assistant:
     def _labels_of(self, family: str, sources) -> list[dict]:
         from p5rec.tasks import get_family
 
-        template = get_family(family).eval_template("seen")
-        labels = self.labels(family)
-        if not labels:
+        fam = get_family(family)
+        counts = self._labels[family]
+        if not counts:
             raise RequestError(f"{family}: the training split has no labels to choose from")
-        texts = [template.render_target(lab) for lab in labels]
+        template = fam.eval_template("seen")
         out = []
-        for scores in self.engine.score_texts(sources, texts):
-            probs = softmax(scores)
-            order = sorted(range(len(labels)), key=lambda j: (-probs[j], labels[j]))
-            top = [{"label": labels[j], "probability": round(probs[j], 4)} for j in order[:3]]
+        for ranked in rank_labels(self.engine, sources, counts, template, fam.balanced):
+            top = [{"label": label, "probability": round(p, 4)} for label, p in ranked[:3]]
             out.append({**top[0], "alternatives": top[1:]})
         return out
 

@@ -103,7 +103,31 @@ def test_next_item_remove_history_drops_past_items(tiny_ctx):
 
 
 def test_candidate_ties_never_favour_the_listed_first_target():
-    from p5rec.tasks.candidate_ranking import _rank
+    from p5rec.tasks.candidate_ranking import rank_candidates
 
-    assert _rank(["t", "b", "a"], [0.0, 0.0, 0.0]) == ["a", "b", "t"]
-    assert _rank(["t", "b", "a"], [1.0, 0.0, 0.5]) == ["t", "a", "b"]
+    assert rank_candidates(["t", "b", "a"], [0.0, 0.0, 0.0]) == ["a", "b", "t"]
+    assert rank_candidates(["t", "b", "a"], [1.0, 0.0, 0.5]) == ["t", "a", "b"]
+
+
+def test_balanced_label_decision_divides_by_the_training_prior():
+    """Hand-computed: p(positive)=0.6, p(neutral)=0.3, p(negative)=0.1 with priors 0.8,
+    0.1, 0.1 gives ratios 0.75, 3, 1: the balanced decision is neutral, the plain one
+    positive; probabilities are the model's, normalised over the label set."""
+    import math
+    from collections import Counter
+
+    from p5rec.prompts import Template
+    from p5rec.tasks.labels import rank_labels
+
+    class Fixed:
+        def score_texts(self, sources, options):
+            assert options == ["negative", "neutral", "positive"]  # sorted labels
+            return [[math.log(0.1), math.log(0.3), math.log(0.6)] for _ in sources]
+
+    counts = Counter(positive=8, neutral=1, negative=1)
+    template = Template("t", "sentiment", "seen", "{review}", "{target}")
+    balanced = rank_labels(Fixed(), ["s"], counts, template, balanced=True)[0]
+    assert [label for label, _ in balanced] == ["neutral", "negative", "positive"]
+    assert dict(balanced)["positive"] == pytest.approx(0.6)
+    plain = rank_labels(Fixed(), ["s"], counts, template, balanced=False)[0]
+    assert [label for label, _ in plain] == ["positive", "neutral", "negative"]

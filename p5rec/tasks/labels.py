@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import random
+from collections import Counter
+
 from p5rec.metrics import accuracy, macro_f1
 
 
@@ -19,3 +23,39 @@ def label_metrics(preds: list[str], true: list[str]) -> dict[str, float]:
     """Accuracy and macro-F1 over the labels of the reference set."""
     labels = sorted(set(true))
     return {"accuracy": accuracy(preds, true), "macro_f1": macro_f1(preds, true, labels=labels)}
+
+
+def train_label_counts(family, ctx) -> Counter:
+    """How often each label is a target of the family's training split (its closed set)."""
+    return Counter(e.target for e in family.examples(ctx, "train", random.Random(0)))
+
+
+def rank_labels(
+    engine, sources: list[str], counts: Counter, template, balanced: bool
+) -> list[list[tuple[str, float]]]:
+    """Per source, the training labels (``counts``) best first, each with the model's
+    probability of it among them. The order is by ``log p(label | source)``, minus
+    ``log prior(label)`` (its training frequency) when ``balanced``: a class-balanced
+    decision, so a rare class is not drowned by a frequent one. Ties: by label."""
+    labels = sorted(counts)
+    total = sum(counts.values())
+    priors = [math.log(counts[label] / total) if balanced else 0.0 for label in labels]
+    texts = [template.render_target(label) for label in labels]
+    out = []
+    for scores in engine.score_texts(sources, texts):
+        top = max(scores)
+        norm = top + math.log(sum(math.exp(s - top) for s in scores))
+        order = sorted(range(len(labels)), key=lambda j: (priors[j] - scores[j], labels[j]))
+        out.append([(labels[j], math.exp(scores[j] - norm)) for j in order])
+    return out
+
+
+def closed_set_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
+    """The first label of :func:`rank_labels` per source (``family.balanced`` decides)."""
+    counts = train_label_counts(family, ctx)
+    template = family.eval_template(options["template_split"])
+    preds = []
+    for start in range(0, len(sources), options["batch_size"]):
+        batch = sources[start : start + options["batch_size"]]
+        preds += [r[0][0] for r in rank_labels(engine, batch, counts, template, family.balanced)]
+    return preds

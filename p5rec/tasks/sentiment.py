@@ -1,4 +1,9 @@
-"""Sentiment: classify a review as positive (4-5 stars), neutral (3) or negative (1-2)."""
+"""Sentiment: classify a review as positive (4-5 stars), neutral (3) or negative (1-2).
+
+The answer is the training label most probable under the model after dividing by the
+label's training frequency (a class-balanced decision: most reviews are positive, and the
+protocol's metric is macro-F1).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import random
 from p5rec.baselines import Majority
 from p5rec.data.corpus import sentiment_of
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
-from p5rec.tasks.labels import decode_labels, label_metrics
+from p5rec.tasks.labels import closed_set_labels, label_metrics
 
 
 @register
@@ -15,6 +20,7 @@ class Sentiment(TaskFamily):
     name = "sentiment"
     required = ("review",)
     optional = ("user", "item", "item_title")
+    balanced = True  # closed-set answers divided by the training label frequencies
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])
@@ -25,7 +31,7 @@ class Sentiment(TaskFamily):
         ]
 
     def predict(self, engine, ctx, examples, sources, options) -> list[str]:
-        return decode_labels(self, engine, sources, options)
+        return closed_set_labels(self, engine, ctx, sources, options)
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:
         return label_metrics(predictions, [e.target for e in examples])
