@@ -124,7 +124,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             ),
             "next_item_only": _single("next_item", 7.0, 20000),
             "rating_only": _single("rating", 3.0, 6000),
-            "collaborative_ids": _collaborative(6.5, 20000),
+            "collaborative_ids": _collaborative(5.0, 20000),
         },
         sasrec_minutes=2.5,
         targets=(
@@ -190,6 +190,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "tasks.families=[next_item,category]",
             "tasks.mixture={}",
             "tasks.samples={next_item: 20000, category: 2500}",
+            "tasks.template_noise=0.25",
             "train.history_loss=true",
             "train.batch_size=32",
             "train.epochs=4",
@@ -338,6 +339,7 @@ def baseline_job(
         "num_beams": ev.num_beams,
         "batch_size": ev.batch_size,
         "template_split": "seen",
+        "multilabel": ev.multilabel,
         "remove_history": ev.remove_history,
     }
     suite = BaselineSuite(ctx, options, SuiteConfig(sasrec_minutes=bench.sasrec_minutes, seed=seed))

@@ -264,6 +264,8 @@ class Assistant:
         fields = {
             "user": user if user is not None else "the user",
             "history": self.ctx.history_text(history) if history else "nothing yet",
+            "rated_history": self.ctx.rated_text(self.ctx.train_rated.get(user, ()))
+            or "nothing yet",
         }
         needs_item = family in ("rating", "explanation") or (family == "category" and not text)
         if needs_item and item is None:

@@ -220,6 +220,9 @@ class TasksConfig:
     ``loss_weights``: the alpha of each family in the joint loss (default 1).
     ``balancing``: fixed (the alpha weights only) | uncertainty (Kendall et al. 2018: each
     family's loss also scaled by a learned exp(-s), plus s/2).
+    ``template_noise``: the probability that a word of a training template's own text is
+    dropped or replaced by a random vocabulary word (``Template.render_noisy``), for
+    robustness to unseen wording; 0 renders templates as written.
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -227,8 +230,10 @@ class TasksConfig:
     samples: dict[str, int] = field(default_factory=dict)
     loss_weights: dict[str, float] = field(default_factory=dict)
     balancing: str = "fixed"
+    template_noise: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")
         unknown = [f for f in self.families if f not in FAMILIES]
         _check(not unknown, f"tasks.families: unknown {unknown}; known: {list(FAMILIES)}")
         _check(len(self.families) > 0, "tasks.families must name at least one family")
@@ -346,6 +351,9 @@ class EvalConfig:
     template_split: str = "seen"  # which template evaluates: first of "seen" or "unseen"
     max_examples: int = 0  # 0: every example of the split
     remove_history: bool = False  # S3-Rec-style: drop the user's past items from rankings
+    # category answers are label sets (movie genres), not paths: answer with every label
+    # the model rates likelier than its training frequency (Category.predict)
+    multilabel: bool = False
 
     def __post_init__(self) -> None:
         _check(self.split in ("valid", "test"), "eval.split must be 'valid' or 'test'")

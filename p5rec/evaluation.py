@@ -61,6 +61,7 @@ def evaluate_run(
         "num_beams": ev.num_beams,
         "batch_size": ev.batch_size,
         "template_split": ev.template_split,
+        "multilabel": ev.multilabel,
         "remove_history": ev.remove_history,
     }
     results: dict[str, dict] = {}

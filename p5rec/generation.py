@@ -143,27 +143,58 @@ class Engine:
     def _score_causal(
         self, sources: Sequence[str], targets: Sequence[Sequence[list[int]]]
     ) -> list[list[float]]:
-        """Decoder-only scoring: each option follows its (unpadded) prompt directly."""
-        prompts = self.tokenizer(
-            list(sources), truncation=True, max_length=self.max_source_length
-        ).input_ids
-        results = []
-        for prompt, options in zip(prompts, targets):
-            p, n = len(prompt), len(options)
-            if p == 0:
-                raise ValueError("a decoder-only model needs a non-empty prompt to score")
-            width = p + max(len(t) for t in options)
+        """Decoder-only scoring with the prompts run once: a batch of left-padded prompts
+        builds the cache, the cache rows are repeated per option, and one more pass over
+        every option's tokens (but the last) scores the rest of each option."""
+        enc = self._encode(sources, left=True)
+        mask = enc["attention_mask"]
+        lengths = mask.sum(-1)
+        if (lengths == 0).any():
+            raise ValueError("a decoder-only model needs a non-empty prompt to score")
+        out = self.model(
+            input_ids=enc["input_ids"],
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (batch, vocab)
+        flat = [t for options in targets for t in options]
+        if any(not t for t in flat):
+            raise ValueError("every scored option needs at least one token")
+        owner = torch.repeat_interleave(
+            torch.arange(len(targets), device=self.device),
+            torch.tensor([len(o) for o in targets], device=self.device),
+        )  # the prompt row of each option
+        heads = torch.tensor([t[0] for t in flat], device=self.device)
+        totals = first[owner].gather(1, heads[:, None]).squeeze(1)
+        width = max(len(t) for t in flat) - 1  # tokens fed after the prompt
+        if width > 0:
+            n = len(flat)
             ids = torch.full((n, width), self.pad, dtype=torch.long)
-            labels = torch.full((n, width - p), -100, dtype=torch.long)
-            mask = torch.zeros((n, width), dtype=torch.long)
-            for r, t in enumerate(options):
-                ids[r, : p + len(t)] = torch.tensor(prompt + t)
-                labels[r, : len(t)] = torch.tensor(t)
-                mask[r, : p + len(t)] = 1
-            logits = self.model(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-            ).logits[:, p - 1 : -1]  # the logits that predict positions p .. width - 1
-            results.append(_sum_logprobs(logits, labels.to(self.device)))
+            labels = torch.full((n, width), -100, dtype=torch.long)
+            fed = torch.zeros((n, width), dtype=torch.long)
+            for r, t in enumerate(flat):
+                ids[r, : len(t) - 1] = torch.tensor(t[:-1])
+                labels[r, : len(t) - 1] = torch.tensor(t[1:])
+                fed[r, : len(t) - 1] = 1
+            cache = out.past_key_values
+            cache.reorder_cache(owner)
+            rest = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=torch.cat([mask[owner], fed.to(self.device)], dim=-1),
+                position_ids=lengths[owner][:, None] + torch.arange(width, device=self.device),
+                past_key_values=cache,
+                use_cache=True,
+            ).logits  # (n_options, width, vocab)
+            totals = totals + torch.tensor(
+                _sum_logprobs(rest, labels.to(self.device)), device=self.device
+            )
+        results, at = [], 0
+        values = totals.tolist()
+        for options in targets:
+            results.append(values[at : at + len(options)])
+            at += len(options)
         return results
 
     def score_items(

@@ -33,6 +33,7 @@ _STAND_INS = {
     "item": "item",
     "item_title": "",
     "history": "",
+    "rated_history": "",
     "candidates": "",
     "review": "",
 }

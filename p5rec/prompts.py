@@ -16,8 +16,10 @@ Placeholders are named; each family declares which it requires and which it allo
 
 from __future__ import annotations
 
+import random
+import re
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,38 @@ class Template:
             return self.source.format(**fields), self.target.format(target=target)
         except KeyError as err:
             raise PromptError(f"template {self.id!r}: no value for placeholder {err}") from None
+
+    def render_noisy(
+        self,
+        fields: Mapping[str, str],
+        target: str,
+        rng: random.Random,
+        rate: float,
+        words: Sequence[str],
+    ) -> tuple[str, str]:
+        """``render`` with template noise: each word of the source's own text (never a
+        placeholder's value) is, with probability ``rate``, dropped (half the time) or
+        replaced by a word drawn from ``words``. Training on such variants teaches a model
+        that the wording around the placeholders varies, which unseen templates need."""
+        if rate <= 0:
+            return self.render(fields, target)
+        parts = []
+        for literal, name, _, _ in string.Formatter().parse(self.source):
+            kept = []
+            for word in literal.split(" "):
+                draw = rng.random() if word.strip() else 1.0
+                if draw < rate / 2:
+                    continue
+                if draw < rate and words:
+                    word = rng.choice(words)
+                kept.append(word.replace("{", "{{").replace("}", "}}"))
+            parts.append(" ".join(kept))
+            if name is not None:
+                parts.append("{" + name + "}")  # placeholders are plain names (load checks)
+        source = re.sub(r" {2,}", " ", "".join(parts)).strip()
+        return Template(self.id, self.family, self.split, source, self.target).render(
+            fields, target
+        )
 
     def render_target(self, target: str) -> str:
         """The target text alone."""

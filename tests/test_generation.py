@@ -185,3 +185,21 @@ def test_decoder_on_cuda_matches_cpu(tiny_run):
         for a, b in zip(on_cpu, on_gpu):
             assert [i for i, _ in a] == [i for i, _ in b]
             assert [s for _, s in a] == pytest.approx([s for _, s in b], rel=1e-4, abs=1e-3)
+
+
+def test_decoder_only_scoring_equals_a_full_forward_per_option(tiny_run):
+    """The shared-prompt scoring (prompt cache repeated per option) gives the log-probability
+    a plain forward pass over prompt + option gives, for options of different lengths."""
+    engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only=True)
+    items = list(engine.index.codes)
+    options = [items[:7], items[3:12], items[::4]]
+    got = engine.score_items(SOURCES, options)
+    for source, cands, scores in zip(SOURCES, options, got):
+        prompt = engine.tokenizer(source).input_ids
+        for item, score in zip(cands, scores):
+            target = [*engine.item_ids[item], engine.eos]
+            ids = torch.tensor([prompt + target])
+            with torch.no_grad():
+                logp = torch.log_softmax(engine.model(input_ids=ids).logits[0].float(), -1)
+            want = sum(logp[len(prompt) - 1 + j, t].item() for j, t in enumerate(target))
+            assert score == pytest.approx(want, rel=1e-5, abs=1e-4)

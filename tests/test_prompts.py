@@ -10,6 +10,7 @@ from p5rec.tasks import FAMILIES
 VALUES = {
     "user": "user_1",
     "history": "<a_1><b_2> <a_3><b_4>",
+    "rated_history": "<a_1><b_2> 4 <a_3><b_4> 5",
     "candidates": "<a_1><b_2> <a_5><b_6>",
     "item": "<a_1><b_2>",
     "item_title": "Avela hydrating serum",
@@ -134,7 +135,8 @@ def test_templates_ship_inside_the_wheel(tmp_path):
             sys.executable,
             "-c",
             "import p5rec.prompts as p; print(p.prompts_dir()); "
-            "print(len(p.load_templates('rating', ['item'], ['user','item_title','history'])))",
+            "print(len(p.load_templates('rating', ['item'], "
+            "['user', 'item_title', 'history', 'rated_history'])))",
         ],
         capture_output=True,
         text=True,
@@ -144,3 +146,26 @@ def test_templates_ship_inside_the_wheel(tmp_path):
     assert probe.returncode == 0, probe.stderr
     where, count = probe.stdout.split()
     assert where.startswith(str(target)) and int(count) >= 4
+
+
+def test_template_noise_changes_only_the_template_words():
+    import random
+
+    from p5rec.config import ConfigError, TasksConfig
+    from p5rec.prompts import Template
+
+    t = Template(
+        "t", "next_item", "seen", "Given the history of {user}: {history}, what next?", "{target}"
+    )
+    fields = {"user": "user 7", "history": "<a_1> {b} <a_2>"}
+    assert t.render_noisy(fields, "x", random.Random(0), 0.0, ["zz"]) == t.render(fields, "x")
+    variants = {t.render_noisy(fields, "x", random.Random(n), 0.5, ["zz"])[0] for n in range(40)}
+    assert len(variants) > 10
+    for source in variants:
+        assert "user 7" in source and "<a_1> {b} <a_2>" in source  # values untouched
+        words = source.replace("user 7", "").replace("<a_1> {b} <a_2>", "").split()
+        known = {"Given", "the", "history", "of", "what", "next?", "zz", ":", ","}
+        assert all(w in known or w.strip(":,") in known for w in words), source
+    assert any("zz" in s for s in variants) and any("Given" not in s for s in variants)
+    with pytest.raises(ConfigError, match="template_noise"):
+        TasksConfig(template_noise=1.0)

@@ -131,3 +131,32 @@ def test_balanced_label_decision_divides_by_the_training_prior():
     assert dict(balanced)["positive"] == pytest.approx(0.6)
     plain = rank_labels(Fixed(), ["s"], counts, template, balanced=False)[0]
     assert [label for label, _ in plain] == ["positive", "neutral", "negative"]
+
+
+def test_multilabel_category_keeps_labels_likelier_than_their_training_share():
+    """Hand-computed: training answers Comedy x2, "Action > Comedy", Drama give label shares
+    Action 1/4, Comedy 3/4, Drama 1/4. Answer probabilities (Action > Comedy, Comedy,
+    Drama) = (0.3, 0.5, 0.2) give label masses 0.3, 0.8, 0.2: Action and Comedy pass."""
+    import math
+
+    from p5rec.prompts import Template
+    from p5rec.tasks.base import Example
+    from p5rec.tasks.category import lifted_labels
+
+    class Family:
+        def examples(self, ctx, split, rng):
+            answers = ["Comedy", "Comedy", "Action > Comedy", "Drama"]
+            return [Example("category", {}, a) for a in answers]
+
+        def eval_template(self, split):
+            return Template("c", "category", split, "{item_title}", "{target}")
+
+    class Fixed:
+        def score_texts(self, sources, options):
+            assert options == ["Action > Comedy", "Comedy", "Drama"]
+            table = {"a": (0.3, 0.5, 0.2), "b": (0.1, 0.6, 0.3), "c": (0.2, 0.6, 0.2)}
+            return [[math.log(p) + 7.0 for p in table[s]] for s in sources]  # unnormalised
+
+    options = {"template_split": "seen", "batch_size": 2}
+    got = lifted_labels(Family(), Fixed(), None, ["a", "b", "c"], options)
+    assert got == ["Action > Comedy", "Drama", "Comedy"]

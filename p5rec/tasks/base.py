@@ -77,7 +77,40 @@ class TaskContext:
             "item_title": self.title(e.item),
             "review": e.review or "",
             "history": self.history_text(self.previous_items[n]) or "nothing yet",
+            "rated_history": self.rated_text(self.previous_rated[n]) or "nothing yet",
         }
+
+    def rated_text(self, events: Sequence[int]) -> str:
+        """Interactions as their item and the rating given ("<item> 4 <item> 5"), the last
+        ``max_history``."""
+        return " ".join(
+            f"{self.item_text(self.corpus.interactions[n].item)} "
+            f"{self.corpus.interactions[n].rating:g}"
+            for n in events[-self.max_history :]
+        )
+
+    @cached_property
+    def train_rated(self) -> dict[str, list[int]]:
+        """Each user's interactions of the training review split (time order): the only
+        ratings a prompt may show, so no held-out rating reaches a model."""
+        train = set(self.splits.reviews["train"])
+        return {
+            user: [n for n in idx if n in train]
+            for user, idx in self.corpus.event_indices().items()
+        }
+
+    @cached_property
+    def previous_rated(self) -> dict[int, list[int]]:
+        """For each interaction index: the user's training-split interactions before it."""
+        out: dict[int, list[int]] = {}
+        train = set(self.splits.reviews["train"])
+        for idx in self.corpus.event_indices().values():
+            rated: list[int] = []
+            for n in idx:
+                out[n] = rated[-self.max_history :]
+                if n in train:
+                    rated = [*rated, n]
+        return out
 
     def interacted_before(self, example: Example) -> set[str]:
         """The items a next-item example's user interacted with before its target."""

@@ -8,12 +8,13 @@ single labels (the multi-label genre metrics).
 
 from __future__ import annotations
 
+import math
 import random
 
 from p5rec.baselines import Majority
 from p5rec.metrics import macro_f1_multilabel, micro_f1_multilabel
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
-from p5rec.tasks.labels import decode_labels, label_metrics
+from p5rec.tasks.labels import decode_labels, label_metrics, train_label_counts
 
 SEPARATOR = " > "
 
@@ -39,6 +40,41 @@ def category_metrics(preds: list[str], true: list[str]) -> dict[str, float]:
     }
 
 
+def lifted_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
+    """Multi-label answers from the model's distribution over the training answers.
+
+    Every training answer (a label set) is scored and normalised; a label's probability is
+    the mass of the answers that contain it. The answer keeps each label whose probability
+    is at least its training frequency (the share of training answers with it), so rare
+    labels are not drowned by frequent ones; when none is, the label with the largest
+    ratio. Labels are joined in sorted order."""
+    answers = train_label_counts(family, ctx)
+    names = sorted(answers)
+    sets = [labels_of(a) for a in names]
+    total = sum(answers.values())
+    labels = sorted(set().union(*sets))
+    prior = {
+        lab: sum(answers[a] for a, s in zip(names, sets) if lab in s) / total for lab in labels
+    }
+    template = family.eval_template(options["template_split"])
+    texts = [template.render_target(a) for a in names]
+    preds = []
+    for start in range(0, len(sources), options["batch_size"]):
+        for scores in engine.score_texts(sources[start : start + options["batch_size"]], texts):
+            top = max(scores)
+            weights = [math.exp(s - top) for s in scores]
+            norm = sum(weights)
+            mass = dict.fromkeys(labels, 0.0)
+            for w, s in zip(weights, sets):
+                for lab in s:
+                    mass[lab] += w / norm
+            chosen = [lab for lab in labels if mass[lab] >= prior[lab] - 1e-9]
+            if not chosen:
+                chosen = [max(labels, key=lambda lab: (mass[lab] / prior[lab], lab))]
+            preds.append(SEPARATOR.join(chosen))
+    return preds
+
+
 @register
 class Category(TaskFamily):
     name = "category"
@@ -58,6 +94,8 @@ class Category(TaskFamily):
         ]
 
     def predict(self, engine, ctx, examples, sources, options) -> list[str]:
+        if options.get("multilabel"):
+            return lifted_labels(self, engine, ctx, sources, options)
         return decode_labels(self, engine, sources, options)
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:

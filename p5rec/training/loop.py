@@ -49,7 +49,13 @@ from p5rec.training.checkpoints import (
     save_checkpoint,
 )
 from p5rec.training.context import build_context, git_commit, tokenizer_texts
-from p5rec.training.mixture import Collator, TaskLoss, epoch_batches, token_losses
+from p5rec.training.mixture import (
+    Collator,
+    TaskLoss,
+    epoch_batches,
+    noise_words,
+    token_losses,
+)
 from p5rec.training.observe import TrainingLog, plot_curves, tensorboard_available
 from p5rec.training.validation import Validation
 
@@ -275,7 +281,8 @@ def train(
     optimizer = torch.optim.AdamW(groups, weight_decay=tc.weight_decay)
 
     world, rank, accum = accelerator.num_processes, accelerator.process_index, tc.grad_accum_steps
-    batches = epoch_batches(cfg, ctx, families, 0)
+    words = noise_words(tokenizer) if cfg.tasks.template_noise else []
+    batches = epoch_batches(cfg, ctx, families, 0, words)
     if not batches:
         raise ConfigError(
             f"no training examples: the families {list(cfg.tasks.families)} have none in "
@@ -450,7 +457,7 @@ def train(
     while step < total_steps and not stop:
         epoch, first = divmod(step, steps_per_epoch)
         if epoch:
-            batches = epoch_batches(cfg, ctx, families, epoch)
+            batches = epoch_batches(cfg, ctx, families, epoch, words)
         last = min(steps_per_epoch, first + total_steps - step)
         # step s of the epoch takes batches (s * accum + m) * world + rank, m < accum;
         # the last step of an epoch wraps around to its first batches when they run out

@@ -4,7 +4,7 @@ and the joint loss over task families (fixed alpha weights or uncertainty weight
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -14,6 +14,7 @@ from p5rec.tasks import TaskContext, TaskFamily
 
 __all__ = [
     "Collator",
+    "noise_words",
     "Pair",
     "TaskLoss",
     "epoch_batches",
@@ -45,11 +46,29 @@ def family_counts(cfg: ExperimentConfig, pools: dict[str, list]) -> dict[str, in
     return {f: (fixed | shared)[f] if pools[f] else 0 for f in pools}
 
 
+def noise_words(tokenizer) -> list[str]:
+    """The words template noise draws from: every plain (not special, not added) token of
+    the tokenizer's vocabulary, as text."""
+    special = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+    words = {
+        tokenizer.convert_tokens_to_string([token]).strip()
+        for token in tokenizer.get_vocab()
+        if token not in special
+    }
+    return sorted(w for w in words if w)
+
+
 def epoch_pairs(
-    cfg: ExperimentConfig, ctx: TaskContext, families: list[TaskFamily], epoch: int
+    cfg: ExperimentConfig,
+    ctx: TaskContext,
+    families: list[TaskFamily],
+    epoch: int,
+    noise_words: Sequence[str] = (),
 ) -> list[Pair]:
     """The epoch's examples: a seeded sample per family, each rendered with a seen template
-    drawn per example, shuffled together."""
+    drawn per example (with ``tasks.template_noise``, words from ``noise_words``), shuffled
+    together."""
+    noise = cfg.tasks.template_noise
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
     pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
     counts = family_counts(cfg, pools)
@@ -60,16 +79,23 @@ def epoch_pairs(
             continue
         chosen = pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
         templates = fam.seen_templates()
-        pairs.extend(Pair(*rng.choice(templates).render(ex.fields, ex.target), f) for ex in chosen)
+        for ex in chosen:
+            template = rng.choice(templates)
+            rendered = template.render_noisy(ex.fields, ex.target, rng, noise, noise_words)
+            pairs.append(Pair(*rendered, f))
     rng.shuffle(pairs)
     return pairs
 
 
 def epoch_batches(
-    cfg: ExperimentConfig, ctx: TaskContext, families: list[TaskFamily], epoch: int
+    cfg: ExperimentConfig,
+    ctx: TaskContext,
+    families: list[TaskFamily],
+    epoch: int,
+    noise_words: Sequence[str] = (),
 ) -> list[list[Pair]]:
     """The epoch's batches, identical in every process and in a resumed run."""
-    pairs = epoch_pairs(cfg, ctx, families, epoch)
+    pairs = epoch_pairs(cfg, ctx, families, epoch, noise_words)
     size = cfg.train.batch_size
     if cfg.train.length_bucketing:
         rng = random.Random(f"{cfg.train.seed}-buckets-{epoch}")

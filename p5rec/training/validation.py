@@ -51,6 +51,7 @@ class Validation:
             "num_beams": ev.num_beams,
             "batch_size": ev.batch_size,
             "template_split": "seen",
+            "multilabel": ev.multilabel,
             "remove_history": ev.remove_history,
         }
 
