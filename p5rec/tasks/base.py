@@ -109,7 +109,7 @@ class TaskContext:
             for n in idx:
                 out[n] = rated[-self.max_history :]
                 if n in train:
-                    rated = [*rated, n]
+                    rated.append(n)
         return out
 
     def interacted_before(self, example: Example) -> set[str]:

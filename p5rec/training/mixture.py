@@ -63,10 +63,10 @@ def epoch_pairs(
     ctx: TaskContext,
     families: list[TaskFamily],
     epoch: int,
-    noise_words: Sequence[str] = (),
+    words: Sequence[str] = (),
 ) -> list[Pair]:
     """The epoch's examples: a seeded sample per family, each rendered with a seen template
-    drawn per example (with ``tasks.template_noise``, words from ``noise_words``), shuffled
+    drawn per example (with ``tasks.template_noise``, noise words from ``words``), shuffled
     together."""
     noise = cfg.tasks.template_noise
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
@@ -81,7 +81,7 @@ def epoch_pairs(
         templates = fam.seen_templates()
         for ex in chosen:
             template = rng.choice(templates)
-            rendered = template.render_noisy(ex.fields, ex.target, rng, noise, noise_words)
+            rendered = template.render_noisy(ex.fields, ex.target, rng, noise, words)
             pairs.append(Pair(*rendered, f))
     rng.shuffle(pairs)
     return pairs
@@ -92,10 +92,11 @@ def epoch_batches(
     ctx: TaskContext,
     families: list[TaskFamily],
     epoch: int,
-    noise_words: Sequence[str] = (),
+    words: Sequence[str] = (),
 ) -> list[list[Pair]]:
-    """The epoch's batches, identical in every process and in a resumed run."""
-    pairs = epoch_pairs(cfg, ctx, families, epoch, noise_words)
+    """The epoch's batches, identical in every process and in a resumed run (``words``:
+    the template noise vocabulary, :func:`noise_words`)."""
+    pairs = epoch_pairs(cfg, ctx, families, epoch, words)
     size = cfg.train.batch_size
     if cfg.train.length_bucketing:
         rng = random.Random(f"{cfg.train.seed}-buckets-{epoch}")
