@@ -90,10 +90,15 @@ class TaskContext:
         )
 
     @cached_property
+    def train_reviews(self) -> frozenset[int]:
+        """The interactions of the training review split: the only ratings a prompt may
+        show, so no held-out rating reaches a model."""
+        return frozenset(self.splits.reviews["train"])
+
+    @cached_property
     def train_rated(self) -> dict[str, list[int]]:
-        """Each user's interactions of the training review split (time order): the only
-        ratings a prompt may show, so no held-out rating reaches a model."""
-        train = set(self.splits.reviews["train"])
+        """Each user's interactions of the training review split (time order)."""
+        train = self.train_reviews
         return {
             user: [n for n in idx if n in train]
             for user, idx in self.corpus.event_indices().items()
@@ -103,7 +108,7 @@ class TaskContext:
     def previous_rated(self) -> dict[int, list[int]]:
         """For each interaction index: the user's training-split interactions before it."""
         out: dict[int, list[int]] = {}
-        train = set(self.splits.reviews["train"])
+        train = self.train_reviews
         for idx in self.corpus.event_indices().values():
             rated: list[int] = []
             for n in idx:

@@ -8,13 +8,12 @@ single labels (the multi-label genre metrics).
 
 from __future__ import annotations
 
-import math
 import random
 
 from p5rec.baselines import Majority
 from p5rec.metrics import macro_f1_multilabel, micro_f1_multilabel
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
-from p5rec.tasks.labels import decode_labels, label_metrics, train_label_counts
+from p5rec.tasks.labels import decode_labels, label_metrics, softmax, train_label_counts
 
 SEPARATOR = " > "
 
@@ -61,13 +60,10 @@ def lifted_labels(family, engine, ctx, sources: list[str], options: dict) -> lis
     preds = []
     for start in range(0, len(sources), options["batch_size"]):
         for scores in engine.score_texts(sources[start : start + options["batch_size"]], texts):
-            top = max(scores)
-            weights = [math.exp(s - top) for s in scores]
-            norm = sum(weights)
             mass = dict.fromkeys(labels, 0.0)
-            for w, s in zip(weights, sets):
+            for p, s in zip(softmax(scores), sets):
                 for lab in s:
-                    mass[lab] += w / norm
+                    mass[lab] += p
             chosen = [lab for lab in labels if mass[lab] >= prior[lab] - 1e-9]
             if not chosen:
                 chosen = [max(labels, key=lambda lab: (mass[lab] / prior[lab], lab))]

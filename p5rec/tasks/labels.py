@@ -9,6 +9,14 @@ from collections import Counter
 from p5rec.metrics import accuracy, macro_f1
 
 
+def softmax(scores: list[float]) -> list[float]:
+    """Scores (log-probabilities of a closed set's options) normalised over the set."""
+    top = max(scores)
+    exp = [math.exp(s - top) for s in scores]
+    total = sum(exp)
+    return [e / total for e in exp]
+
+
 def decode_labels(family, engine, sources: list[str], options: dict) -> list[str]:
     """Greedy-decode ``sources`` and invert the evaluation template's target text."""
     template = family.eval_template(options["template_split"])
@@ -43,10 +51,9 @@ def rank_labels(
     texts = [template.render_target(label) for label in labels]
     out = []
     for scores in engine.score_texts(sources, texts):
-        top = max(scores)
-        norm = top + math.log(sum(math.exp(s - top) for s in scores))
+        probs = softmax(scores)
         order = sorted(range(len(labels)), key=lambda j: (priors[j] - scores[j], labels[j]))
-        out.append([(labels[j], math.exp(scores[j] - norm)) for j in order])
+        out.append([(labels[j], probs[j]) for j in order])
     return out
 
 

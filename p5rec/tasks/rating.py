@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import random
 import re
 
 from p5rec.baselines import GlobalMean
 from p5rec.metrics import mae, rmse
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
+from p5rec.tasks.labels import softmax
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def softmax(scores: list[float]) -> list[float]:
-    top = max(scores)
-    exp = [math.exp(s - top) for s in scores]
-    total = sum(exp)
-    return [e / total for e in exp]
 
 
 def format_rating(value: float) -> str:
