@@ -274,6 +274,9 @@ class Assistant:
             self.check_items([item], "item")
             fields["item"] = self.ctx.item_text(item)
             fields["item_title"] = self.ctx.title(item)
+            fields["item_ratings"] = (
+                self.ctx.ratings_text(self.ctx.item_rated_except(item)) or "none yet"
+            )
         if family == "candidate_ranking":
             if len(candidates) < 2:
                 raise RequestError("candidate_ranking needs at least 2 candidate items")

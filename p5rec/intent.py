@@ -34,6 +34,7 @@ _STAND_INS = {
     "item_title": "",
     "history": "",
     "rated_history": "",
+    "item_ratings": "",
     "candidates": "",
     "review": "",
 }

@@ -11,6 +11,7 @@ VALUES = {
     "user": "user_1",
     "history": "<a_1><b_2> <a_3><b_4>",
     "rated_history": "<a_1><b_2> 4 <a_3><b_4> 5",
+    "item_ratings": "5 4 5",
     "candidates": "<a_1><b_2> <a_5><b_6>",
     "item": "<a_1><b_2>",
     "item_title": "Avela hydrating serum",
@@ -136,7 +137,7 @@ def test_templates_ship_inside_the_wheel(tmp_path):
             "-c",
             "import p5rec.prompts as p; print(p.prompts_dir()); "
             "print(len(p.load_templates('rating', ['item'], "
-            "['user', 'item_title', 'history', 'rated_history'])))",
+            "['user', 'item_title', 'history', 'rated_history', 'item_ratings'])))",
         ],
         capture_output=True,
         text=True,

@@ -160,3 +160,34 @@ def test_multilabel_category_keeps_labels_likelier_than_their_training_share():
     options = {"template_split": "seen", "batch_size": 2}
     got = lifted_labels(Family(), Fixed(), None, ["a", "b", "c"], options)
     assert got == ["Action > Comedy", "Drama", "Comedy"]
+
+
+def test_rating_prompts_show_only_other_training_ratings(tiny_ctx):
+    """{rated_history} and {item_ratings} read the training review split only, and a training
+    example never sees its own rating."""
+    ctx = tiny_ctx
+    events, train = ctx.corpus.interactions, set(ctx.splits.reviews["train"])
+    for split in ("train", "test"):
+        for ex in get_family("rating").examples(ctx, split, random.Random(0)):
+            n = ex.meta["event"]
+            item = events[n].item
+            others = sorted(
+                (m for m in train if events[m].item == item and m != n),
+                key=lambda m: (events[m].timestamp, m),
+            )[-ctx.max_history :]
+            expected = " ".join(f"{events[m].rating:g}" for m in others) or "none yet"
+            assert ex.fields["item_ratings"] == expected
+            earlier = [m for m in ctx.previous_rated[n] if m in train]
+            assert ctx.previous_rated[n] == earlier and n not in earlier
+            assert all(events[m].timestamp <= events[n].timestamp for m in earlier)
+
+
+def test_item_ratings_hand_computed(tiny_ctx):
+    ctx = tiny_ctx
+    events = ctx.corpus.interactions
+    item, rated = max(ctx.item_rated.items(), key=lambda kv: len(kv[1]))
+    assert len(rated) >= 2
+    first, last = rated[0], rated[-1]
+    assert ctx.item_rated_except(item, last) == rated[:-1][-ctx.max_history :]
+    assert ctx.item_rated_except(item) == rated[-ctx.max_history :]
+    assert ctx.ratings_text([first, last]) == f"{events[first].rating:g} {events[last].rating:g}"

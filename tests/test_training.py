@@ -374,6 +374,17 @@ def test_history_loss_labels_each_history_item_after_the_first(tiny_run, tmp_pat
     assert labelled == [t for t in code if t in set(items)][1:] + target
     five = tok("5", add_special_tokens=False).input_ids + [tok.eos_token_id]
     assert [lab for lab in labels[1].tolist() if lab != -100] == five  # not a history family
+    # only labelled positions reach the output layer; their losses are the full forward's
+    from p5rec.modeling import build_model
+
+    model = build_model(tiny_config("model.arch=llama", "model.dropout=0").model, tok).eval()
+    loss, mask = token_losses(model, batch)
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits[:, :-1]
+    full = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2).float(), labels[:, 1:], reduction="none"
+    )
+    assert torch.equal(mask, labels[:, 1:] != -100) and int(mask.sum()) == len(labelled) + len(five)
+    assert torch.allclose(loss, full, atol=1e-5)
     with pytest.raises(ValueError, match="decoder-only"):
         Collator(tok, 64, 8, 0, item_ids=items, history_families=[0])
     with pytest.raises(ConfigError, match="history_loss"):

@@ -78,6 +78,7 @@ class TaskContext:
             "review": e.review or "",
             "history": self.history_text(self.previous_items[n]) or "nothing yet",
             "rated_history": self.rated_text(self.previous_rated[n]) or "nothing yet",
+            "item_ratings": self.ratings_text(self.item_rated_except(e.item, n)) or "none yet",
         }
 
     def rated_text(self, events: Sequence[int]) -> str:
@@ -88,6 +89,27 @@ class TaskContext:
             f"{self.corpus.interactions[n].rating:g}"
             for n in events[-self.max_history :]
         )
+
+    def ratings_text(self, events: Sequence[int]) -> str:
+        """The ratings of interactions, the last ``max_history`` ("5 4 5")."""
+        return " ".join(
+            f"{self.corpus.interactions[n].rating:g}" for n in events[-self.max_history :]
+        )
+
+    @cached_property
+    def item_rated(self) -> dict[str, list[int]]:
+        """Each item's interactions of the training review split (by time)."""
+        out: dict[str, list[int]] = {}
+        events = self.corpus.interactions
+        for n in sorted(self.train_reviews, key=lambda n: (events[n].timestamp, n)):
+            out.setdefault(events[n].item, []).append(n)
+        return out
+
+    def item_rated_except(self, item: str, n: int | None = None) -> list[int]:
+        """The last ``max_history`` training-split interactions with ``item`` other than
+        ``n`` (a training example never sees its own rating)."""
+        tail = self.item_rated.get(item, [])[-(self.max_history + 1) :]
+        return [m for m in tail if m != n][-self.max_history :]
 
     @cached_property
     def train_reviews(self) -> frozenset[int]:
