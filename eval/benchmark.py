@@ -123,7 +123,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                 MT, (), 11.0, ("next_item", "rating", "category", "candidate_ranking"), True
             ),
             "next_item_only": _single("next_item", 7.0, 20000),
-            "rating_only": _single("rating", 3.0, 6000),
+            "rating_only": _single("rating", 5.0, 20000),
             "collaborative_ids": _collaborative(5.0, 20000),
         },
         sasrec_minutes=2.5,
@@ -200,8 +200,8 @@ BENCHMARKS: dict[str, Benchmark] = {
             "eval.batch_size=32",
         ),
         models={
-            "multitask": Model(MT, (), 8.5, ("next_item", "category"), True),
-            "next_item_only": _single("next_item", 8.5, 20000),
+            "multitask": Model(MT, (), 7.5, ("next_item", "category"), True),
+            "next_item_only": _single("next_item", 6.0, 20000),
         },
         sasrec_minutes=4.0,
         targets=(

@@ -266,6 +266,7 @@ class Assistant:
             "history": self.ctx.history_text(history) if history else "nothing yet",
             "rated_history": self.ctx.rated_text(self.ctx.train_rated.get(user, ()))
             or "nothing yet",
+            "user_ratings": self.ctx.rating_summary("user", user),
         }
         needs_item = family in ("rating", "explanation") or (family == "category" and not text)
         if needs_item and item is None:
@@ -274,9 +275,7 @@ class Assistant:
             self.check_items([item], "item")
             fields["item"] = self.ctx.item_text(item)
             fields["item_title"] = self.ctx.title(item)
-            fields["item_ratings"] = (
-                self.ctx.ratings_text(self.ctx.item_rated_except(item)) or "none yet"
-            )
+            fields["item_ratings"] = self.ctx.rating_summary("item", item)
         if family == "candidate_ranking":
             if len(candidates) < 2:
                 raise RequestError("candidate_ranking needs at least 2 candidate items")

@@ -34,6 +34,7 @@ _STAND_INS = {
     "item_title": "",
     "history": "",
     "rated_history": "",
+    "user_ratings": "",
     "item_ratings": "",
     "candidates": "",
     "review": "",

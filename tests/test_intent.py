@@ -75,7 +75,8 @@ def test_every_template_is_detected_as_its_family(detector, family):
         "item_title": "Fender strings",
         "history": "<a_1><b_2> <a_3><b_1>",
         "rated_history": "<a_1><b_2> 4 <a_3><b_1> 5",
-        "item_ratings": "4 5",
+        "user_ratings": "average 4.0 of 2 ratings",
+        "item_ratings": "no ratings yet",
         "candidates": "<a_1><b_2>, <a_2><b_2>",
         "review": "works fine",
     }

@@ -11,7 +11,8 @@ VALUES = {
     "user": "user_1",
     "history": "<a_1><b_2> <a_3><b_4>",
     "rated_history": "<a_1><b_2> 4 <a_3><b_4> 5",
-    "item_ratings": "5 4 5",
+    "user_ratings": "average 3.9 of 14 ratings",
+    "item_ratings": "average 4.2 of 8 ratings",
     "candidates": "<a_1><b_2> <a_5><b_6>",
     "item": "<a_1><b_2>",
     "item_title": "Avela hydrating serum",
@@ -137,7 +138,7 @@ def test_templates_ship_inside_the_wheel(tmp_path):
             "-c",
             "import p5rec.prompts as p; print(p.prompts_dir()); "
             "print(len(p.load_templates('rating', ['item'], "
-            "['user', 'item_title', 'history', 'rated_history', 'item_ratings'])))",
+            "['user', 'item_title', 'history', 'rated_history', 'user_ratings', 'item_ratings'])))",
         ],
         capture_output=True,
         text=True,

@@ -163,31 +163,37 @@ def test_multilabel_category_keeps_labels_likelier_than_their_training_share():
 
 
 def test_rating_prompts_show_only_other_training_ratings(tiny_ctx):
-    """{rated_history} and {item_ratings} read the training review split only, and a training
-    example never sees its own rating."""
+    """{rated_history}, {user_ratings} and {item_ratings} read the training review split
+    only, and a training example never sees its own rating."""
     ctx = tiny_ctx
     events, train = ctx.corpus.interactions, set(ctx.splits.reviews["train"])
+
+    def summary(others):
+        ratings = [events[m].rating for m in others]
+        if not ratings:
+            return "no ratings yet"
+        return f"average {sum(ratings) / len(ratings):.1f} of {len(ratings)} ratings"
+
     for split in ("train", "test"):
         for ex in get_family("rating").examples(ctx, split, random.Random(0)):
             n = ex.meta["event"]
-            item = events[n].item
-            others = sorted(
-                (m for m in train if events[m].item == item and m != n),
-                key=lambda m: (events[m].timestamp, m),
-            )[-ctx.max_history :]
-            expected = " ".join(f"{events[m].rating:g}" for m in others) or "none yet"
-            assert ex.fields["item_ratings"] == expected
-            earlier = [m for m in ctx.previous_rated[n] if m in train]
-            assert ctx.previous_rated[n] == earlier and n not in earlier
-            assert all(events[m].timestamp <= events[n].timestamp for m in earlier)
+            e = events[n]
+            items = [m for m in train if events[m].item == e.item and m != n]
+            users = [m for m in train if events[m].user == e.user and m != n]
+            assert ex.fields["item_ratings"] == summary(items)
+            assert ex.fields["user_ratings"] == summary(users)
+            earlier = ctx.previous_rated[n]
+            assert n not in earlier and set(earlier) <= train
+            assert all(events[m].timestamp <= e.timestamp for m in earlier)
 
 
-def test_item_ratings_hand_computed(tiny_ctx):
+def test_rating_summary_hand_computed(tiny_ctx, monkeypatch):
     ctx = tiny_ctx
-    events = ctx.corpus.interactions
-    item, rated = max(ctx.item_rated.items(), key=lambda kv: len(kv[1]))
-    assert len(rated) >= 2
-    first, last = rated[0], rated[-1]
-    assert ctx.item_rated_except(item, last) == rated[:-1][-ctx.max_history :]
-    assert ctx.item_rated_except(item) == rated[-ctx.max_history :]
-    assert ctx.ratings_text([first, last]) == f"{events[first].rating:g} {events[last].rating:g}"
+    monkeypatch.setitem(ctx.rating_totals["item"], "hand", (9.0, 2))  # ratings 4 and 5
+    assert ctx.rating_summary("item", "hand") == "average 4.5 of 2 ratings"
+    assert ctx.rating_summary("item", "no such item") == "no ratings yet"
+    n = ctx.splits.reviews["train"][0]
+    e = ctx.corpus.interactions[n]
+    total, count = ctx.rating_totals["user"][e.user]
+    alone = f"average {(total - e.rating) / (count - 1):.1f}" if count > 1 else "no ratings"
+    assert ctx.rating_summary("user", e.user, n).startswith(alone)

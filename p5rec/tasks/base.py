@@ -78,7 +78,8 @@ class TaskContext:
             "review": e.review or "",
             "history": self.history_text(self.previous_items[n]) or "nothing yet",
             "rated_history": self.rated_text(self.previous_rated[n]) or "nothing yet",
-            "item_ratings": self.ratings_text(self.item_rated_except(e.item, n)) or "none yet",
+            "user_ratings": self.rating_summary("user", e.user, n),
+            "item_ratings": self.rating_summary("item", e.item, n),
         }
 
     def rated_text(self, events: Sequence[int]) -> str:
@@ -90,26 +91,25 @@ class TaskContext:
             for n in events[-self.max_history :]
         )
 
-    def ratings_text(self, events: Sequence[int]) -> str:
-        """The ratings of interactions, the last ``max_history`` ("5 4 5")."""
-        return " ".join(
-            f"{self.corpus.interactions[n].rating:g}" for n in events[-self.max_history :]
-        )
-
     @cached_property
-    def item_rated(self) -> dict[str, list[int]]:
-        """Each item's interactions of the training review split (by time)."""
-        out: dict[str, list[int]] = {}
-        events = self.corpus.interactions
-        for n in sorted(self.train_reviews, key=lambda n: (events[n].timestamp, n)):
-            out.setdefault(events[n].item, []).append(n)
+    def rating_totals(self) -> dict[str, dict[str, tuple[float, int]]]:
+        """Sum and count of the training-split ratings per ``"user"`` and per ``"item"``."""
+        out: dict[str, dict[str, tuple[float, int]]] = {"user": {}, "item": {}}
+        for n in self.train_reviews:
+            e = self.corpus.interactions[n]
+            for kind, key in (("user", e.user), ("item", e.item)):
+                total, count = out[kind].get(key, (0.0, 0))
+                out[kind][key] = (total + e.rating, count + 1)
         return out
 
-    def item_rated_except(self, item: str, n: int | None = None) -> list[int]:
-        """The last ``max_history`` training-split interactions with ``item`` other than
-        ``n`` (a training example never sees its own rating)."""
-        tail = self.item_rated.get(item, [])[-(self.max_history + 1) :]
-        return [m for m in tail if m != n][-self.max_history :]
+    def rating_summary(self, kind: str, key: str, n: int | None = None) -> str:
+        """The mean and count of the training-split ratings of a user or an item (``kind``)
+        other than interaction ``n``'s ("average 4.2 of 12 ratings"): a training example
+        never sees its own rating."""
+        total, count = self.rating_totals[kind].get(key, (0.0, 0))
+        if n is not None and n in self.train_reviews:
+            total, count = total - self.corpus.interactions[n].rating, count - 1
+        return f"average {total / count:.1f} of {count} ratings" if count else "no ratings yet"
 
     @cached_property
     def train_reviews(self) -> frozenset[int]:

@@ -43,7 +43,7 @@ def expectation(probs: list[float], values: list[float]) -> float:
 class Rating(TaskFamily):
     name = "rating"
     required = ("item",)
-    optional = ("user", "item_title", "history", "rated_history", "item_ratings")
+    optional = ("user", "item_title", "history", "rated_history", "user_ratings", "item_ratings")
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         return [
