@@ -211,24 +211,22 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     """Per-token cross-entropy of the batch's labels (float32) and the label mask, each
     (batch, length); ignored positions are 0.
 
-    A decoder-only model's logits are shifted to predict the next token, and only the
-    positions that predict a label are projected onto the vocabulary (``logits_to_keep`` as
-    a boolean mask): with a large item vocabulary the output layer dominates the cost, and
-    most positions of a prompt have no label."""
-    labels = batch["labels"]
-    if "decoder_input_ids" in batch:
-        keys = ("input_ids", "attention_mask", "decoder_input_ids")
-        logits = model(**{k: batch[k] for k in keys}).logits
-        flat = logits.reshape(-1, logits.shape[-1]).float()
-        loss = torch.nn.functional.cross_entropy(flat, labels.reshape(-1), reduction="none")
-        return loss.view(labels.shape), labels != -100
-    targets = labels[:, 1:]
-    mask = targets != -100
-    keep = torch.nn.functional.pad(mask, (0, 1), value=False)  # position t predicts t + 1
+    Only the positions that predict a label are scored. A decoder-only model's logits are
+    shifted to predict the next token, and only those positions are projected onto the
+    vocabulary (``logits_to_keep`` as a boolean mask): with a large item vocabulary the
+    output layer dominates the cost, and most positions of a prompt have no label."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    logits = model(**inputs, logits_to_keep=keep).logits
-    if logits.dim() != 2:  # a model that ignores the mask returns every position
-        logits = logits[keep]
+    if "decoder_input_ids" in batch:
+        targets = batch["labels"]
+        mask = targets != -100
+        logits = model(**inputs, decoder_input_ids=batch["decoder_input_ids"]).logits[mask]
+    else:
+        targets = batch["labels"][:, 1:]
+        mask = targets != -100
+        keep = torch.nn.functional.pad(mask, (0, 1), value=False)  # position t predicts t + 1
+        logits = model(**inputs, logits_to_keep=keep).logits
+        if logits.dim() != 2:  # a model that ignores the mask returns every position
+            logits = logits[keep]
     picked = torch.nn.functional.cross_entropy(logits.float(), targets[mask], reduction="none")
     loss = torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device)
     loss[mask] = picked
