@@ -11,6 +11,7 @@ beam's generated tokens and one mask per distinct trie node; no Python code runs
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -61,6 +62,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.index = index
         self.max_source_length = max_source_length
+        self.score_logits = 1 << 26  # the most logits one scoring pass may hold (256 MB)
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
         self.encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
@@ -128,24 +130,29 @@ class Engine:
         results = []
         for b, options in enumerate(targets):
             width = max(len(t) for t in options)
-            labels = torch.tensor(
-                [t + [-100] * (width - len(t)) for t in options], device=self.device
-            )  # (n_options, width), -100 past each option's end
-            n = labels.shape[0]
-            logits = self.model(
-                encoder_outputs=(hidden[b : b + 1].expand(n, -1, -1),),
-                attention_mask=enc["attention_mask"][b : b + 1].expand(n, -1),
-                labels=labels,
-            ).logits  # (n_options, width, vocab)
-            results.append(_sum_logprobs(logits, labels))
+            size = max(1, self.score_logits // (width * self.model.config.vocab_size))
+            row = []
+            for a in range(0, len(options), size):  # at most ``score_logits`` logits a pass
+                labels = torch.tensor(
+                    [t + [-100] * (width - len(t)) for t in options[a : a + size]],
+                    device=self.device,
+                )  # (chunk, width), -100 past each option's end
+                n = labels.shape[0]
+                logits = self.model(
+                    encoder_outputs=(hidden[b : b + 1].expand(n, -1, -1),),
+                    attention_mask=enc["attention_mask"][b : b + 1].expand(n, -1),
+                    labels=labels,
+                ).logits  # (chunk, width, vocab)
+                row += _sum_logprobs(logits, labels)
+            results.append(row)
         return results
 
     def _score_causal(
         self, sources: Sequence[str], targets: Sequence[Sequence[list[int]]]
     ) -> list[list[float]]:
         """Decoder-only scoring with the prompts run once: a batch of left-padded prompts
-        builds the cache, the cache rows are repeated per option, and one more pass over
-        every option's tokens (but the last) scores the rest of each option."""
+        builds the cache, the cache rows are repeated per option, and more passes over the
+        options' tokens (but the last), in chunks of bounded size, score the rest."""
         enc = self._encode(sources, left=True)
         mask = enc["attention_mask"]
         lengths = mask.sum(-1)
@@ -170,32 +177,49 @@ class Engine:
         totals = first[owner].gather(1, heads[:, None]).squeeze(1)
         width = max(len(t) for t in flat) - 1  # tokens fed after the prompt
         if width > 0:
-            n = len(flat)
-            ids = torch.full((n, width), self.pad, dtype=torch.long)
-            labels = torch.full((n, width), -100, dtype=torch.long)
-            fed = torch.zeros((n, width), dtype=torch.long)
-            for r, t in enumerate(flat):
-                ids[r, : len(t) - 1] = torch.tensor(t[:-1])
-                labels[r, : len(t) - 1] = torch.tensor(t[1:])
-                fed[r, : len(t) - 1] = 1
-            cache = out.past_key_values
-            cache.reorder_cache(owner)
-            rest = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=torch.cat([mask[owner], fed.to(self.device)], dim=-1),
-                position_ids=lengths[owner][:, None] + torch.arange(width, device=self.device),
-                past_key_values=cache,
-                use_cache=True,
-            ).logits  # (n_options, width, vocab)
-            totals = totals + torch.tensor(
-                _sum_logprobs(rest, labels.to(self.device)), device=self.device
-            )
+            # options pass in chunks of at most ``score_logits`` logits, each on its own copy
+            # of the prompt cache (one pass over every option's logits would not fit)
+            vocab = first.shape[-1]
+            size = max(1, self.score_logits // (width * vocab))
+            rest = []
+            for a in range(0, len(flat), size):
+                rest += self._score_rest(
+                    out.past_key_values,
+                    mask,
+                    lengths,
+                    owner[a : a + size],
+                    flat[a : a + size],
+                    width,
+                )
+            totals = totals + torch.tensor(rest, device=self.device)
         results, at = [], 0
         values = totals.tolist()
         for options in targets:
             results.append(values[at : at + len(options)])
             at += len(options)
         return results
+
+    def _score_rest(self, prompt_cache, mask, lengths, owner, options, width) -> list[float]:
+        """Summed log-probability of each option's tokens after its first (``owner``: each
+        option's prompt row in ``prompt_cache``, which is left as it is)."""
+        n = len(options)
+        ids = torch.full((n, width), self.pad, dtype=torch.long)
+        labels = torch.full((n, width), -100, dtype=torch.long)
+        fed = torch.zeros((n, width), dtype=torch.long)
+        for r, t in enumerate(options):
+            ids[r, : len(t) - 1] = torch.tensor(t[:-1])
+            labels[r, : len(t) - 1] = torch.tensor(t[1:])
+            fed[r, : len(t) - 1] = 1
+        cache = copy.deepcopy(prompt_cache)
+        cache.reorder_cache(owner)
+        logits = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=torch.cat([mask[owner], fed.to(self.device)], dim=-1),
+            position_ids=lengths[owner][:, None] + torch.arange(width, device=self.device),
+            past_key_values=cache,
+            use_cache=True,
+        ).logits  # (n, width, vocab)
+        return _sum_logprobs(logits, labels.to(self.device))
 
     def score_items(
         self, sources: Sequence[str], candidates: Sequence[Sequence[str]]

@@ -203,3 +203,19 @@ def test_decoder_only_scoring_equals_a_full_forward_per_option(tiny_run):
                 logp = torch.log_softmax(engine.model(input_ids=ids).logits[0].float(), -1)
             want = sum(logp[len(prompt) - 1 + j, t].item() for j, t in enumerate(target))
             assert score == pytest.approx(want, rel=1e-5, abs=1e-4)
+
+
+@pytest.mark.parametrize("decoder_only", [False, True])
+def test_scoring_in_small_chunks_equals_one_pass(tiny_run, decoder_only):
+    """Options are scored in chunks of at most ``score_logits`` logits (bounded memory for
+    large option sets); chunks of one option give the same scores as a single pass."""
+    engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only)
+    items = list(engine.index.codes)
+    options = [items[:7], items[3:12], items[::4]]
+    whole = engine.score_items(SOURCES, options)
+    texts = engine.score_texts(SOURCES, ["positive", "not so good", "5"])
+    engine.score_logits = 1  # every option a pass of its own
+    assert engine.score_items(SOURCES, options) == [pytest.approx(w, abs=1e-4) for w in whole]
+    assert engine.score_texts(SOURCES, ["positive", "not so good", "5"]) == [
+        pytest.approx(t, abs=1e-4) for t in texts
+    ]
