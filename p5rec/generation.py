@@ -130,9 +130,9 @@ class Engine:
         results = []
         for b, options in enumerate(targets):
             width = max(len(t) for t in options)
-            size = max(1, self.score_logits // (width * self.model.config.vocab_size))
+            size = self._options_per_pass(width, self.model.config.vocab_size)
             row = []
-            for a in range(0, len(options), size):  # at most ``score_logits`` logits a pass
+            for a in range(0, len(options), size):
                 labels = torch.tensor(
                     [t + [-100] * (width - len(t)) for t in options[a : a + size]],
                     device=self.device,
@@ -177,19 +177,15 @@ class Engine:
         totals = first[owner].gather(1, heads[:, None]).squeeze(1)
         width = max(len(t) for t in flat) - 1  # tokens fed after the prompt
         if width > 0:
-            # options pass in chunks of at most ``score_logits`` logits, each on its own copy
-            # of the prompt cache (one pass over every option's logits would not fit)
-            vocab = first.shape[-1]
-            size = max(1, self.score_logits // (width * vocab))
+            size = self._options_per_pass(width, first.shape[-1])
             rest = []
             for a in range(0, len(flat), size):
+                # the last pass may consume the prompt cache; earlier ones need a copy of it
+                cache = out.past_key_values
+                if a + size < len(flat):
+                    cache = copy.deepcopy(cache)
                 rest += self._score_rest(
-                    out.past_key_values,
-                    mask,
-                    lengths,
-                    owner[a : a + size],
-                    flat[a : a + size],
-                    width,
+                    cache, mask, lengths, owner[a : a + size], flat[a : a + size], width
                 )
             totals = totals + torch.tensor(rest, device=self.device)
         results, at = [], 0
@@ -199,9 +195,14 @@ class Engine:
             at += len(options)
         return results
 
-    def _score_rest(self, prompt_cache, mask, lengths, owner, options, width) -> list[float]:
+    def _options_per_pass(self, width: int, vocab: int) -> int:
+        """How many options of ``width`` tokens one scoring pass takes: at most
+        ``score_logits`` logits (one pass over a large option set would not fit)."""
+        return max(1, self.score_logits // (width * vocab))
+
+    def _score_rest(self, cache, mask, lengths, owner, options, width) -> list[float]:
         """Summed log-probability of each option's tokens after its first (``owner``: each
-        option's prompt row in ``prompt_cache``, which is left as it is)."""
+        option's prompt row in the prompt ``cache``, which this reorders in place)."""
         n = len(options)
         ids = torch.full((n, width), self.pad, dtype=torch.long)
         labels = torch.full((n, width), -100, dtype=torch.long)
@@ -210,7 +211,6 @@ class Engine:
             ids[r, : len(t) - 1] = torch.tensor(t[:-1])
             labels[r, : len(t) - 1] = torch.tensor(t[1:])
             fed[r, : len(t) - 1] = 1
-        cache = copy.deepcopy(prompt_cache)
         cache.reorder_cache(owner)
         logits = self.model(
             input_ids=ids.to(self.device),
