@@ -11,8 +11,8 @@ One command trains and evaluates, on the test split of the prepared dataset (pre
 - ablations: the same model trained on next item alone and on rating alone, and a
   next-item model with a second item-ID scheme;
 - the baselines of ``p5rec.baselines.suite`` (popularity, SASRec BCE and CE, global mean,
-  biased MF, majority, TF-IDF + LR, most frequent summary, nearest review), scored by the
-  same evaluator on the same examples.
+  user + item biases, biased MF, majority, TF-IDF + LR, most frequent summary, nearest
+  review), scored by the same evaluator on the same examples.
 
 Jobs run in ``--workers`` processes of one torch thread each (a 2-core machine runs two at
 once). Each job writes ``OUT/NAME/jobs/JOB.json``; a rerun reuses a finished job whose

@@ -432,7 +432,7 @@ def test_suite_scores_every_baseline_with_the_family_metrics(tiny_ctx):
     expected = {
         "next_item": ["popularity", "SASRec (BCE)", "SASRec (CE)"],
         "candidate_ranking": ["popularity", "SASRec (BCE)", "SASRec (CE)"],
-        "rating": ["global_mean", "biased MF"],
+        "rating": ["global_mean", "user + item biases", "biased MF"],
         "category": ["majority", "title TF-IDF + LR"],
         "sentiment": ["majority", "TF-IDF + LR"],
         "explanation": ["most_frequent_summary", "nearest review"],

@@ -8,7 +8,8 @@ the family's own ``score`` so model and baselines are measured by one evaluator:
 - next item: popularity, SASRec with binary cross-entropy and with full-softmax
   cross-entropy (the same SASRec models also rank the candidate sets);
 - candidate ranking: popularity, SASRec (BCE, CE);
-- rating: global mean, biased matrix factorisation;
+- rating: global mean, user + item biases (matrix factorisation without factors), biased
+  matrix factorisation;
 - category: majority, TF-IDF + logistic regression on item titles (multi-label when some
   training item has several labels);
 - sentiment: majority, TF-IDF + logistic regression on the review text;
@@ -136,23 +137,29 @@ class BaselineSuite:
         return [self.ctx.corpus.interactions[n] for n in self.ctx.splits.reviews[split]]
 
     def _rating(self):
-        def predict(examples):
-            from p5rec.baselines import BiasedMF, BiasedMFConfig
+        def fitted(**settings):
+            def predict(examples):
+                from p5rec.baselines import BiasedMF, BiasedMFConfig
 
-            def triples(split):
-                return [(e.user, e.item, e.rating) for e in self._events(split)]
+                def triples(split):
+                    return [(e.user, e.item, e.rating) for e in self._events(split)]
 
-            cfg = BiasedMFConfig(
-                rating_range=self.ctx.corpus.rating_range,
-                seed=self.config.seed,
-                progress=self.config.progress,
-            )
-            mf = BiasedMF(cfg).fit(triples("train"), triples("valid"))
-            events = [self.ctx.corpus.interactions[ex.meta["event"]] for ex in examples]
-            preds = mf.predict([(e.user, e.item) for e in events])
-            return [(p, p) for p in preds]  # the family's (expected, decoded) pair
+                cfg = BiasedMFConfig(
+                    **settings,
+                    rating_range=self.ctx.corpus.rating_range,
+                    seed=self.config.seed,
+                    progress=self.config.progress,
+                )
+                mf = BiasedMF(cfg).fit(triples("train"), triples("valid"))
+                events = [self.ctx.corpus.interactions[ex.meta["event"]] for ex in examples]
+                preds = mf.predict([(e.user, e.item) for e in events])
+                return [(p, p) for p in preds]  # the family's (expected, decoded) pair
 
-        return [("biased MF", predict)]
+            return predict
+
+        # the biases alone: what a user's and an item's mean ratings (which rating prompts
+        # show) predict, without the factors' user-item interactions
+        return [("user + item biases", fitted(factors=0)), ("biased MF", fitted())]
 
     def _sentiment(self):
         fam = get_family("sentiment")
