@@ -283,7 +283,7 @@ class Assistant:
             fields["candidates"] = ", ".join(self.ctx.item_text(c) for c in candidates)
         if family == "sentiment" and text is None and not (review or "").strip():
             raise RequestError("sentiment needs the review text")
-        fields["review"] = review or ""
+        fields["review"] = self.ctx.review_text(review)
         return fields
 
     def _free_source(self, family: str, text: str, fields: dict[str, str]) -> str:

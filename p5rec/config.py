@@ -223,6 +223,9 @@ class TasksConfig:
     ``template_noise``: the probability that a word of a training template's own text is
     dropped or replaced by a random vocabulary word (``Template.render_noisy``), for
     robustness to unseen wording; 0 renders templates as written.
+    ``max_review_words``: a longer review placeholder keeps its first and last words
+    (``TaskContext.review_text``), so the prompt around it fits ``train.max_source_length``;
+    0 shows reviews whole.
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -231,9 +234,11 @@ class TasksConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     balancing: str = "fixed"
     template_noise: float = 0.0
+    max_review_words: int = 128
 
     def __post_init__(self) -> None:
         _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")
+        _check(self.max_review_words >= 0, "tasks.max_review_words must be >= 0")
         unknown = [f for f in self.families if f not in FAMILIES]
         _check(not unknown, f"tasks.families: unknown {unknown}; known: {list(FAMILIES)}")
         _check(len(self.families) > 0, "tasks.families must name at least one family")

@@ -446,3 +446,28 @@ def test_suite_scores_every_baseline_with_the_family_metrics(tiny_ctx):
         assert all(math.isfinite(v) for r in rows for v in r["metrics"].values())
     # the SASRec models are fitted once and shared by both item families
     assert set(suite._sasrec) == {"bce", "ce"}
+
+
+def test_sentiment_baseline_reads_whole_reviews(tiny_ctx, monkeypatch):
+    """The text classifier reads the reviews themselves, not the prompts' shortened ones."""
+    import random
+
+    from p5rec.baselines import TextClassifier
+    from p5rec.baselines.suite import BaselineSuite
+    from p5rec.tasks import get_family
+
+    seen: list[str] = []
+    fit = TextClassifier.fit
+
+    def spy(self, texts, labels, valid=None):
+        seen.extend(texts)
+        return fit(self, texts, labels, valid=valid)
+
+    monkeypatch.setattr(TextClassifier, "fit", spy)
+    monkeypatch.setattr(tiny_ctx, "max_review_words", 1)
+    examples = get_family("sentiment").examples(tiny_ctx, "test", random.Random(0))
+    BaselineSuite(tiny_ctx, {}).rows("sentiment", examples, {"TF-IDF + LR"})
+    reviews = tiny_ctx.splits.reviews
+    whole = {tiny_ctx.corpus.interactions[n].review for n in reviews["train"] + reviews["valid"]}
+    assert seen and set(seen) <= whole
+    assert any(len(t.split()) > 2 for t in seen)  # a shortened review has at most two

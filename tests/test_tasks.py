@@ -197,3 +197,23 @@ def test_rating_summary_hand_computed(tiny_ctx, monkeypatch):
     total, count = ctx.rating_totals["user"][e.user]
     alone = f"average {(total - e.rating) / (count - 1):.1f}" if count > 1 else "no ratings"
     assert ctx.rating_summary("user", e.user, n).startswith(alone)
+
+
+def test_long_reviews_keep_their_head_and_tail(tiny_ctx, monkeypatch):
+    ctx = tiny_ctx
+    words = [f"w{i}" for i in range(10)]
+    monkeypatch.setattr(ctx, "max_review_words", 5)
+    assert ctx.review_text(" ".join(words)) == "w0 w1 w2 ... w8 w9"
+    assert ctx.review_text("w0  w1\nw2") == "w0  w1\nw2"  # short enough: untouched
+    assert ctx.review_text(None) == ""
+    monkeypatch.setattr(ctx, "max_review_words", 0)
+    assert ctx.review_text(" ".join(words)) == " ".join(words)
+    # what every prompt shows
+    n = next(
+        n
+        for n in ctx.splits.reviews["train"]
+        if len((ctx.corpus.interactions[n].review or "").split()) > 1
+    )
+    monkeypatch.setattr(ctx, "max_review_words", 1)
+    first = ctx.corpus.interactions[n].review.split()[0]
+    assert ctx.event_fields(n)["review"] == f"{first} ..."

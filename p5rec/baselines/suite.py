@@ -164,17 +164,20 @@ class BaselineSuite:
     def _sentiment(self):
         fam = get_family("sentiment")
 
+        def reviews(examples):  # whole, not as a prompt shows them (tasks.max_review_words)
+            return [self.ctx.corpus.interactions[e.meta["event"]].review for e in examples]
+
         def predict(examples):
             from p5rec.baselines import TextClassifier
 
             train = fam.examples(self.ctx, "train", random.Random(0))
             valid = fam.examples(self.ctx, "valid", random.Random(0))
             clf = TextClassifier(C=[0.25, 1.0, 4.0, 16.0], seed=self.config.seed).fit(
-                [e.fields["review"] for e in train],
+                reviews(train),
                 [e.target for e in train],
-                valid=([e.fields["review"] for e in valid], [e.target for e in valid]),
+                valid=(reviews(valid), [e.target for e in valid]),
             )
-            return clf.predict([e.fields["review"] for e in examples])
+            return clf.predict(reviews(examples))
 
         return [("TF-IDF + LR", predict)]
 

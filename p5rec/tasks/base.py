@@ -43,6 +43,7 @@ class TaskContext:
     max_history: int = 20
     num_candidates: int = 100
     manifest: dict[str, Any] = field(default_factory=dict)  # of the processed dataset
+    max_review_words: int = 0  # longer reviews keep their head and tail (0: no limit)
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)
@@ -75,12 +76,24 @@ class TaskContext:
             "user": e.user,
             "item": self.item_text(e.item),
             "item_title": self.title(e.item),
-            "review": e.review or "",
+            "review": self.review_text(e.review),
             "history": self.history_text(self.previous_items[n]) or "nothing yet",
             "rated_history": self.rated_text(self.previous_rated[n]) or "nothing yet",
             "user_ratings": self.rating_summary("user", e.user, n),
             "item_ratings": self.rating_summary("item", e.item, n),
         }
+
+    def review_text(self, review: str | None) -> str:
+        """A review as prompts show it: at most ``max_review_words`` words, the first and
+        the last half of them joined by " ... " when it is longer. A prompt cut at the
+        model's source length would lose what follows the review (in several templates,
+        the question itself); the head and the tail keep the opening and the verdict."""
+        words = (review or "").split()
+        limit = self.max_review_words
+        if not limit or len(words) <= limit:
+            return review or ""
+        head = (limit + 1) // 2
+        return " ".join([*words[:head], "...", *words[len(words) - (limit - head) :]])
 
     def rated_text(self, events: Sequence[int]) -> str:
         """Interactions as their item and the rating given ("<item> 4 <item> 5"), the last

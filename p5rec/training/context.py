@@ -49,7 +49,13 @@ def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> Ta
     else:
         index.check_matches(cfg.index, fingerprint, str(data_dir))
     return TaskContext(
-        corpus, splits, index, cfg.data.max_history, cfg.data.num_candidates, manifest
+        corpus,
+        splits,
+        index,
+        cfg.data.max_history,
+        cfg.data.num_candidates,
+        manifest,
+        cfg.tasks.max_review_words,
     )
 
 
