@@ -1,6 +1,7 @@
 """Benchmark: the multi-task model, its ablations and every in-run baseline on one dataset.
 
-    python eval/benchmark.py NAME [--workers 2] [--scale 1.0] [--fresh] [--out runs/bench]
+    python eval/benchmark.py NAME [--seeds 1] [--workers 2] [--scale 1.0] [--fresh]
+                                  [--out runs/bench]
 
 NAME: movielens-100k | musical-instruments | beauty-cpu | beauty-gpu (see BENCHMARKS).
 
@@ -20,6 +21,12 @@ settings are unchanged (``--fresh`` redoes everything). The result is
 ``eval/results/NAME.json`` (schema ``p5rec.benchmark/1``): config, data fingerprint, seed,
 git commit, hardware, wall time, every row and the issue's targets, checked in-run.
 ``--scale`` multiplies every time budget (0.05 for a smoke run).
+
+``--seeds N`` repeats every job with N seeds (the p5rec models' ``train.seed`` and the
+trained baselines' seed each advanced by one per repeat; the first repeat is the single-seed
+run, so its jobs are reused). Each row then holds the mean over the seeds, with every seed's
+metrics and the standard deviation beside it, and the targets compare the means: a single
+test split of a thousand users moves by more than many of the gaps it is asked to decide.
 """
 
 from __future__ import annotations
@@ -371,6 +378,48 @@ def _run(kind: str, *args) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------- seeds
+
+
+def seeded_jobs(name: str, seeds: int) -> list[tuple[str, int]]:
+    """(job name, offset) of each repeat of job ``name``: the first keeps its name (and so
+    the single-seed run's saved job), the others are ``NAME-seedK`` with K the offset."""
+    return [(name if k == 0 else f"{name}-seed{k}", k) for k in range(seeds)]
+
+
+def _reseeded(bench: Benchmark, model: Model, offset: int) -> Model:
+    """``model`` with its config's ``train.seed`` advanced by ``offset``."""
+    if not offset:
+        return model
+    seed = _config(bench, model, ROOT / bench.data).train.seed + offset
+    return dataclasses.replace(model, overrides=(*model.overrides, f"train.seed={seed}"))
+
+
+def merge_seeds(runs: list[list[dict]]) -> list[dict]:
+    """One row per system from the rows of several seeds (``runs``: each seed's rows of
+    one family): the first seed's row, its metrics the mean over the seeds, with ``std``
+    (sample standard deviation) and ``seeds`` (each seed's metrics). A single run is
+    returned as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = []
+    for first in runs[0]:
+        same = [next((r for r in rows if r["system"] == first["system"]), None) for rows in runs]
+        missing = sum(r is None for r in same)
+        if missing:
+            raise ValueError(f"{first['system']!r} has no row in {missing} of {len(runs)} seeds")
+        mean, std = {}, {}
+        for metric in first["metrics"]:
+            values = [r["metrics"][metric] for r in same]
+            mean[metric] = sum(values) / len(values)
+            var = sum((v - mean[metric]) ** 2 for v in values) / (len(values) - 1)
+            std[metric] = var**0.5
+        row = {**first, "metrics": mean, "std": std, "seeds": [r["metrics"] for r in same]}
+        row["seconds"] = sum(r.get("seconds", 0) for r in same) / len(same)
+        merged.append(row)
+    return merged
+
+
 # ---------------------------------------------------------------------- targets
 
 
@@ -440,8 +489,13 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every time budget")
     parser.add_argument("--fresh", action="store_true", help="redo jobs already finished")
     parser.add_argument("--seed", type=int, default=0, help="seed of the trained baselines")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="repeat every job with this many seeds; rows are means"
+    )
     parser.add_argument("--result", default=None, help="result file (default: results/NAME)")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
 
     from p5rec.evaluation import hardware
     from p5rec.training import git_commit
@@ -456,17 +510,20 @@ def main() -> None:
     (out / "jobs").mkdir(parents=True, exist_ok=True)
 
     jobs = {}
-    for name, model in bench.models.items():
-        key = _key("model", bench, name, fingerprint)
-        jobs[name] = (key, ("model", bench, name, model, data_dir, out / name), model.minutes)
+    for base, model in bench.models.items():
+        for name, offset in seeded_jobs(base, args.seeds):
+            # the first seed's key is the single-seed run's: its saved job is reused
+            key = _key("model", bench, base, fingerprint, *([offset] if offset else []))
+            call = ("model", bench, base, _reseeded(bench, model, offset), data_dir, out / name)
+            jobs[name] = (key, call, model.minutes)
     # the two SASRec models train in jobs of their own; each ranks both item families
     items = [f for f in bench.families if f in ("next_item", "candidate_ranking")]
     others = [f for f in bench.families if f not in items]
-    for name, fams, systems, minutes in baseline_jobs(items, others, bench.sasrec_minutes):
-        if fams:
-            key = _key("baselines", bench, fams, systems, args.seed, fingerprint)
-            call = ("baselines", bench, fams, systems, data_dir, args.seed)
-            jobs[name] = (key, call, minutes)
+    for base, fams, systems, minutes in baseline_jobs(items, others, bench.sasrec_minutes):
+        for name, offset in seeded_jobs(base, args.seeds) if fams else ():
+            seed = args.seed + offset
+            key = _key("baselines", bench, fams, systems, seed, fingerprint)
+            jobs[name] = (key, ("baselines", bench, fams, systems, data_dir, seed), minutes)
 
     results: dict[str, dict] = {}
     todo = []
@@ -499,10 +556,10 @@ def main() -> None:
             print(f"[{name}] done in {res['seconds']:.0f} s", flush=True)
 
     tasks: dict[str, dict] = {}
+    names = [*bench.models, *(job[0] for job in baseline_jobs([], [], 0))]
     for family in bench.families:
-        rows = []
-        for name in [*bench.models, *(job[0] for job in baseline_jobs([], [], 0))]:
-            rows += results.get(name, {}).get("rows", {}).get(family, [])
+        runs = [_seed_rows(results, names, family, args.seeds, k) for k in range(args.seeds)]
+        rows = merge_seeds(runs)
         order = {"model": 0, "ablation": 1, "baseline": 2}
         rows.sort(key=lambda r: order[r["kind"]])
         tasks[family] = {
@@ -522,13 +579,14 @@ def main() -> None:
         "split": "test",
         "seed": main_cfg["train"]["seed"],
         "baseline_seed": args.seed,
+        "seeds": args.seeds,
         "git_commit": git_commit(),
         "hardware": {**hardware(), "workers": workers, "threads_per_worker": 1},
         "wall_seconds": round(time.time() - start, 1),
         "time_scale": args.scale,
         "config": main_cfg,
         "notes": bench.notes,
-        "models": {name: results[name]["model"] for name in bench.models},
+        "models": {name: _with_seeds(results, name, args.seeds) for name in bench.models},
         "job_seconds": {name: res["seconds"] for name, res in results.items()},
         "tasks": tasks,
         "targets": check_targets(bench, tasks),
@@ -543,6 +601,26 @@ def main() -> None:
             f"{_fmt(t['value'])} vs {_fmt(t['reference'])} -> {mark}"
         )
     print(f"wrote {path} in {result['wall_seconds'] / 60:.1f} min")
+
+
+def _seed_rows(results: dict, names: list[str], family: str, seeds: int, k: int) -> list[dict]:
+    """The rows of ``family`` from the ``k``-th seed's repeat of each job in ``names``."""
+    jobs = [seeded_jobs(name, seeds)[k][0] for name in names]
+    return [row for job in jobs for row in results.get(job, {}).get("rows", {}).get(family, [])]
+
+
+def _with_seeds(results: dict, name: str, seeds: int) -> dict:
+    """The first seed's model record, with each further seed's steps and best validation."""
+    model = dict(results[name]["model"])
+    if seeds > 1:
+        model["other_seeds"] = [
+            {
+                "seed": results[job]["model"]["config"]["train"]["seed"],
+                **{k: results[job]["model"][k] for k in ("steps", "train_seconds", "best")},
+            }
+            for job, _ in seeded_jobs(name, seeds)[1:]
+        ]
+    return model
 
 
 def _fmt(x) -> str:

@@ -172,11 +172,18 @@ def _hardware(hw: dict) -> str:
     return hw.get("gpu") or f"{hw['platform']}, {hw['cpu_threads']} CPU threads"
 
 
+def _seeds(result: dict) -> str:
+    n = result.get("seeds", 1)
+    if n == 1:
+        return f"seed {result['seed']}"
+    return f"seeds {result['seed']}–{result['seed'] + n - 1} (mean ± standard deviation)"
+
+
 def _header_line(result: dict) -> str:
     commit = result.get("git_commit")
     return (
         f"Dataset `{result['dataset']['fingerprint']}` · split {result['split']} · "
-        f"seed {result['seed']} · commit `{commit[:7] if commit else 'unknown'}` · "
+        f"{_seeds(result)} · commit `{commit[:7] if commit else 'unknown'}` · "
         f"hardware {_hardware(result['hardware'])} · "
         f"wall time {result['wall_seconds'] / 60:.1f} min"
     )
@@ -190,7 +197,9 @@ def _task_table(task: dict) -> list[str]:
         cells = [_cell(row["system"]), row["kind"]]
         for m in metrics:
             text, v = _fmt(row["metrics"].get(m)), _number(row["metrics"].get(m))
-            cells.append(f"**{text}**" if v is not None and v == best.get(m) else text)
+            text = f"**{text}**" if v is not None and v == best.get(m) else text
+            spread = _number(row.get("std", {}).get(m))  # over seeds (benchmark --seeds)
+            cells.append(text if spread is None else f"{text} ± {spread:.4f}")
         rows.append(cells)
     return _table(["System", "Kind", *(_label(task, m) for m in metrics)], rows)
 

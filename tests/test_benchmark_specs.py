@@ -57,3 +57,36 @@ def test_target_relations(bench):
     assert got[("next_item", bench.MT)] is True  # the unseen-template check
     assert got[("rating", "biased MF")] is False  # lower is better: 0.95 > 0.93
     assert got[("next_item", "p5rec next item only")] is None  # no such row: not checked
+
+
+def test_seeded_jobs_keep_the_single_seed_names(bench):
+    assert bench.seeded_jobs("multitask", 1) == [("multitask", 0)]
+    assert bench.seeded_jobs("baselines-other", 3) == [
+        ("baselines-other", 0),
+        ("baselines-other-seed1", 1),
+        ("baselines-other-seed2", 2),
+    ]
+    spec = bench.BENCHMARKS["musical-instruments"]
+    model = spec.models["multitask"]
+    assert bench._reseeded(spec, model, 0) is model
+    cfg = bench._config(spec, bench._reseeded(spec, model, 2), ROOT / spec.data)
+    assert cfg.train.seed == bench._config(spec, model, ROOT / spec.data).train.seed + 2
+
+
+def test_merge_seeds_hand_computed(bench):
+    def rows(mt, mf):
+        return [
+            {"system": bench.MT, "kind": "model", "metrics": {"rmse": mt}, "seconds": 10},
+            {"system": "biased MF", "kind": "baseline", "metrics": {"rmse": mf}, "seconds": 2},
+        ]
+
+    one = rows(0.9, 0.8)
+    assert bench.merge_seeds([one]) is one
+    merged = bench.merge_seeds([rows(0.9, 0.8), rows(1.0, 0.8), rows(0.8, 0.8)])
+    assert [r["system"] for r in merged] == [bench.MT, "biased MF"]
+    assert merged[0]["metrics"]["rmse"] == pytest.approx(0.9)
+    assert merged[0]["std"]["rmse"] == pytest.approx(0.1)  # sample deviation of .9, 1, .8
+    assert merged[0]["seeds"] == [{"rmse": 0.9}, {"rmse": 1.0}, {"rmse": 0.8}]
+    assert merged[1]["std"]["rmse"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="biased MF.*1 of 2 seeds"):
+        bench.merge_seeds([rows(0.9, 0.8), rows(0.9, 0.8)[:1]])

@@ -145,6 +145,16 @@ def test_markdown_bolds_best_values_and_shows_losses():
     assert "![" not in md  # no image_dir, no image links
 
 
+def test_rows_over_several_seeds_show_their_spread():
+    r = result()
+    r["seeds"] = 3
+    r["tasks"]["next_item"]["rows"][0]["std"] = {"hr@10": 0.02, "ndcg@10": 0.0125}
+    md = render_markdown([r])
+    assert "seeds 42–44 (mean ± standard deviation)" in md
+    assert "| p5rec multi-task | model | 0.4000 ± 0.0200 | **0.2100** ± 0.0125 | — |" in md
+    assert "| SASRec (CE) | baseline | **0.4500** | 0.1800 | — |" in md  # one seed: no spread
+
+
 def test_gpu_name_replaces_platform():
     r = result()
     r["hardware"]["gpu"] = "NVIDIA H100"
