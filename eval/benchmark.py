@@ -93,6 +93,7 @@ def _single(family: str, minutes: float, samples: int) -> Model:
     overrides = [
         f"tasks.families=[{family}]",
         "tasks.mixture={}",
+        "tasks.loss_weights={}",
         f"tasks.samples={{{family}: {samples}}}",
         f"train.eval_families=[{family}]",
     ]

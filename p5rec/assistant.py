@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from p5rec.tasks import explanation, rating
-from p5rec.tasks.labels import rank_labels, train_label_counts
+from p5rec.tasks.labels import prior_corrected, rank_labels, train_label_counts
 from p5rec.tasks.rating import format_rating
 
 __all__ = ["Assistant", "NotFoundError", "Query", "RequestError"]
@@ -380,7 +380,8 @@ class Assistant:
             raise RequestError(f"{family}: the training split has no labels to choose from")
         template = fam.eval_template("seen")
         out = []
-        for ranked in rank_labels(self.engine, sources, counts, template, fam.balanced):
+        balanced = prior_corrected(fam, self.ctx)
+        for ranked in rank_labels(self.engine, sources, counts, template, balanced):
             top = [{"label": label, "probability": round(p, 4)} for label, p in ranked[:3]]
             out.append({**top[0], "alternatives": top[1:]})
         return out

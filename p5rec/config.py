@@ -226,6 +226,9 @@ class TasksConfig:
     ``max_review_words``: a longer review placeholder keeps its first and last words
     (``TaskContext.review_text``), so the prompt around it fits ``train.max_source_length``;
     0 shows reviews whole.
+    ``balance_labels``: families with a class-balanced decision (sentiment) draw each
+    epoch's examples in equal numbers per label, so a rare class gets as much training as a
+    frequent one; their decision is then the plain most probable label.
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -235,6 +238,7 @@ class TasksConfig:
     balancing: str = "fixed"
     template_noise: float = 0.0
     max_review_words: int = 128
+    balance_labels: bool = False
 
     def __post_init__(self) -> None:
         _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")

@@ -14,7 +14,15 @@ import torch
 from p5rec.config import ConfigError
 from p5rec.modeling import load_backbone, load_trained
 from p5rec.training import train
-from p5rec.training.mixture import Collator, Pair, TaskLoss, family_counts, token_losses
+from p5rec.training.mixture import (
+    Collator,
+    Pair,
+    TaskLoss,
+    epoch_pairs,
+    family_counts,
+    label_balanced_sample,
+    token_losses,
+)
 from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,6 +306,59 @@ def test_family_counts():
         "rating": 5,
     }
     assert family_counts(cfg, {"next_item": [0] * 40, "rating": []})["rating"] == 0
+
+
+def test_label_balanced_sample_draws_each_label_equally():
+    """Hand-computed: 10 draws over labels negative (1 example), neutral (2), positive (8)
+    give shares 4, 3, 3 in sorted label order: the negative example four times, both
+    neutral examples and one of them again, three distinct positive examples."""
+    import random
+
+    from p5rec.tasks.base import Example
+
+    pool = [Example("sentiment", {}, "positive", {"id": f"p{j}"}) for j in range(8)]
+    pool += [Example("sentiment", {}, "neutral", {"id": f"u{j}"}) for j in range(2)]
+    pool += [Example("sentiment", {}, "negative", {"id": "n0"})]
+    chosen = label_balanced_sample(pool, 10, random.Random(0))
+    ids = [e.meta["id"] for e in chosen]
+    assert ids.count("n0") == 4
+    assert sorted(i for i in ids if i.startswith("u"))[:2] == ["u0", "u1"]
+    assert len([i for i in ids if i.startswith("u")]) == 3
+    positive = [i for i in ids if i.startswith("p")]
+    assert len(positive) == len(set(positive)) == 3
+
+
+def test_balance_labels_trains_sentiment_on_equal_label_counts(tiny_data):
+    """With tasks.balance_labels a sentiment epoch holds every label equally often (the
+    synthetic reviews are mostly positive) and the decision drops the prior correction;
+    other families keep their natural sample."""
+    from collections import Counter
+
+    from p5rec.tasks import get_family
+    from p5rec.tasks.labels import prior_corrected
+    from p5rec.training import build_context
+
+    def label_counts(*extra):
+        cfg = tiny_config(
+            f"data.path={tiny_data}",
+            "tasks.families=[sentiment, rating]",
+            "tasks.samples={sentiment: 90, rating: 30}",
+            *extra,
+        )
+        ctx = build_context(cfg, tiny_data)
+        fams = [get_family("sentiment"), get_family("rating")]
+        pairs = epoch_pairs(cfg, ctx, fams, 0)
+        sentiment = Counter(p.target for p in pairs if p.family == 0)
+        return sentiment, sum(p.family == 1 for p in pairs), ctx
+
+    natural, n_rating, ctx = label_counts()
+    assert len(natural) == 3 and max(natural.values()) > 30
+    assert prior_corrected(get_family("sentiment"), ctx)
+    balanced, n_rating_balanced, ctx = label_counts("tasks.balance_labels=true")
+    assert balanced == {"negative": 30, "neutral": 30, "positive": 30}
+    assert n_rating == n_rating_balanced == 30
+    assert not prior_corrected(get_family("sentiment"), ctx)
+    assert not prior_corrected(get_family("category"), ctx)
 
 
 def test_task_loss_fixed_and_uncertainty():

@@ -44,6 +44,7 @@ class TaskContext:
     num_candidates: int = 100
     manifest: dict[str, Any] = field(default_factory=dict)  # of the processed dataset
     max_review_words: int = 0  # longer reviews keep their head and tail (0: no limit)
+    balance_labels: bool = False  # balanced families train on label-balanced samples
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)
@@ -182,6 +183,9 @@ class TaskFamily:
     # the source's only item codes are a time-ordered history, so a decoder-only model may
     # learn to predict each of them from the ones before (``train.history_loss``)
     history_source: ClassVar[bool] = False
+    # a closed-set label family decided class-balanced (answers divided by the training
+    # label frequencies; see ``tasks.labels.prior_corrected``)
+    balanced: ClassVar[bool] = False
 
     @cached_property
     def templates(self) -> list[Template]:

@@ -38,6 +38,13 @@ def train_label_counts(family, ctx) -> Counter:
     return Counter(e.target for e in family.examples(ctx, "train", random.Random(0)))
 
 
+def prior_corrected(family, ctx) -> bool:
+    """Whether ``family``'s decision divides by the training label frequencies: a
+    ``balanced`` family trained on its natural label mix. With ``tasks.balance_labels`` its
+    training was label-balanced already, and the most probable label is the decision."""
+    return family.balanced and not ctx.balance_labels
+
+
 def rank_labels(
     engine, sources: list[str], counts: Counter, template, balanced: bool
 ) -> list[list[tuple[str, float]]]:
@@ -58,11 +65,12 @@ def rank_labels(
 
 
 def closed_set_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
-    """The first label of :func:`rank_labels` per source (``family.balanced`` decides)."""
+    """The first label of :func:`rank_labels` per source (:func:`prior_corrected` decides)."""
     counts = train_label_counts(family, ctx)
     template = family.eval_template(options["template_split"])
     preds = []
     for start in range(0, len(sources), options["batch_size"]):
         batch = sources[start : start + options["batch_size"]]
-        preds += [r[0][0] for r in rank_labels(engine, batch, counts, template, family.balanced)]
+        ranked = rank_labels(engine, batch, counts, template, prior_corrected(family, ctx))
+        preds += [r[0][0] for r in ranked]
     return preds

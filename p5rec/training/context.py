@@ -56,6 +56,7 @@ def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> Ta
         cfg.data.num_candidates,
         manifest,
         cfg.tasks.max_review_words,
+        cfg.tasks.balance_labels,
     )
 
 

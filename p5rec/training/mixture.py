@@ -58,6 +58,26 @@ def noise_words(tokenizer) -> list[str]:
     return sorted(w for w in words if w)
 
 
+def _draw(pool: list, n: int, rng: random.Random) -> list:
+    """``n`` examples of ``pool``: whole copies of it, then a sample without replacement."""
+    return pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
+
+
+def label_balanced_sample(pool: list, n: int, rng: random.Random) -> list:
+    """``n`` examples of ``pool`` in equal numbers per target label (the first labels in
+    sorted order take the remainder): a rare label's examples repeat, a frequent one's are
+    subsampled."""
+    groups: dict[str, list] = {}
+    for ex in pool:
+        groups.setdefault(ex.target, []).append(ex)
+    labels = sorted(groups)
+    share, extra = divmod(n, len(labels))
+    chosen = []
+    for j, label in enumerate(labels):
+        chosen += _draw(groups[label], share + (j < extra), rng)
+    return chosen
+
+
 def epoch_pairs(
     cfg: ExperimentConfig,
     ctx: TaskContext,
@@ -77,7 +97,10 @@ def epoch_pairs(
         pool, n = pools[fam.name], counts[fam.name]
         if not n:
             continue
-        chosen = pool * (n // len(pool)) + rng.sample(pool, n % len(pool))
+        if fam.balanced and ctx.balance_labels:
+            chosen = label_balanced_sample(pool, n, rng)
+        else:
+            chosen = _draw(pool, n, rng)
         templates = fam.seen_templates()
         for ex in chosen:
             template = rng.choice(templates)
