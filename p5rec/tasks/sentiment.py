@@ -2,7 +2,8 @@
 
 The answer is the training label most probable under the model after dividing by the
 label's training frequency (a class-balanced decision: most reviews are positive, and the
-protocol's metric is macro-F1).
+protocol's metric is macro-F1). With ``tasks.balance_labels`` training already sees every
+label equally often, and the answer is the most probable label.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Sentiment(TaskFamily):
     name = "sentiment"
     required = ("review",)
     optional = ("user", "item", "item_title")
-    balanced = True  # closed-set answers divided by the training label frequencies
+    balanced = True  # class-balanced decision (tasks.labels.prior_corrected)
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])

@@ -85,8 +85,9 @@ def epoch_pairs(
     epoch: int,
     words: Sequence[str] = (),
 ) -> list[Pair]:
-    """The epoch's examples: a seeded sample per family, each rendered with a seen template
-    drawn per example (with ``tasks.template_noise``, noise words from ``words``), shuffled
+    """The epoch's examples: a seeded sample per family (label-balanced for a ``balanced``
+    family under ``tasks.balance_labels``), each rendered with a seen template drawn per
+    example (with ``tasks.template_noise``, noise words from ``words``), shuffled
     together."""
     noise = cfg.tasks.template_noise
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
