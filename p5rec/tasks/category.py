@@ -76,7 +76,6 @@ class Category(TaskFamily):
     name = "category"
     required = ("item_title",)
     optional = ("item",)
-    balanced = False  # the assistant's closed-set answer: the most probable label
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         return [
