@@ -293,6 +293,10 @@ class TrainConfig:
     scheduler: str = "linear"  # linear | cosine | constant (after warmup)
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
+    # > 0: validate and keep as the best model an exponential moving average of the
+    # trainable weights with this decay (0.999: about the last 1000 steps; see
+    # p5rec.training.averaging), less noisy than the last step's weights.
+    ema_decay: float = 0.0
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
     length_bucketing: bool = True
     # Decoder-only models: also supervise the item tokens of a next-item example's history
@@ -325,6 +329,7 @@ class TrainConfig:
         _check(self.embedding_lr_scale > 0, "train.embedding_lr_scale must be > 0")
         _check(self.samples_per_epoch >= 0, "train.samples_per_epoch must be >= 0")
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
+        _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1) (0: off)")
         _check(
             self.scheduler in ("linear", "cosine", "constant"),
             "train.scheduler must be linear, cosine or constant",

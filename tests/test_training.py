@@ -58,8 +58,10 @@ def kill_at(step: int):
     return callback
 
 
-def test_resume_after_sigkill_gives_the_same_curve(tmp_path, tiny_data):
-    overrides = [f"data.path={tiny_data}", *RESUME]
+@pytest.mark.parametrize("extra", [[], ["train.ema_decay=0.9"]], ids=["raw", "ema"])
+def test_resume_after_sigkill_gives_the_same_curve(tmp_path, tiny_data, extra):
+    """The weight average (``train.ema_decay``) is restored with the rest of the state."""
+    overrides = [f"data.path={tiny_data}", *RESUME, *extra]
     reference = tmp_path / "reference"
     train(tiny_config(*overrides), reference, progress=False)
 
@@ -539,3 +541,60 @@ def test_tensorboard_receives_the_training_log(tiny_run):
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
     assert {"loss", "loss/next_item", "lr", "valid/loss", "valid/next_item/hr@10"} <= scalars
+
+
+def test_weight_average_follows_the_hand_computed_average():
+    from p5rec.training.averaging import WeightAverage
+
+    model = torch.nn.Linear(1, 1)
+    model.bias.requires_grad_(False)  # frozen parameters are not averaged
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.5)
+    assert set(average.average) == {"weight"}
+    for value in (10.0, 20.0, 30.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update()
+    # decays min(0.5, (1 + n) / (10 + n)) for n = 0, 1, 2: 0.1, 2/11, 0.25
+    expected = 0.0
+    for value, d in ((10.0, 0.1), (20.0, 2 / 11), (30.0, 0.25)):
+        expected = d * expected + (1 - d) * value
+    assert average.average["weight"].item() == pytest.approx(expected)
+    with average.swapped():
+        assert model.weight.item() == pytest.approx(expected)
+    assert model.weight.item() == 30.0  # the training weights are back
+
+    restored = WeightAverage(model, decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 3 and restored.average["weight"].item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="does not match"):
+        WeightAverage(torch.nn.Linear(1, 2), 0.5).load_state_dict({"updates": 1, "average": {}})
+    with pytest.raises(ConfigError, match="ema_decay"):
+        tiny_config("train.ema_decay=1.0")
+
+
+def test_ema_run_keeps_the_averaged_weights_as_its_model(tmp_path, tiny_data):
+    """Under ``train.ema_decay`` the exported model is the weight average saved with the
+    last checkpoint, not the raw weights training ended with."""
+    run = tmp_path / "run"
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "train.samples_per_epoch=96",
+        "train.epochs=1",
+        "train.ema_decay=0.9",
+    )
+    train(cfg, run, progress=False)
+    (checkpoint,) = (run / "checkpoints").iterdir()
+    raw = torch.load(checkpoint / "pytorch_model.bin", weights_only=True)
+    (saved,) = [
+        state
+        for path in checkpoint.glob("custom_checkpoint_*.pkl")
+        if isinstance(state := torch.load(path, weights_only=False), dict) and "average" in state
+    ]
+    assert saved["updates"] == 6  # one per step
+    exported = dict(load_trained(run)[0].named_parameters())
+    assert set(saved["average"]) == set(exported)
+    for name, param in exported.items():
+        assert torch.allclose(param, saved["average"][name]), name
+    assert any(not torch.equal(raw[n], saved["average"][n]) for n in saved["average"])

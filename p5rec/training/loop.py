@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from p5rec.config import ConfigError, ExperimentConfig, config_hash, save_config
 from p5rec.data.dataset import prepare
 from p5rec.tasks import get_family
+from p5rec.training.averaging import WeightAverage
 from p5rec.training.checkpoints import (
     STATE,
     atomic_copytree,
@@ -298,6 +299,10 @@ def train(
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler, task_loss)
+    average = None
+    if tc.ema_decay:
+        average = WeightAverage(accelerator.unwrap_model(model), tc.ema_decay)
+        accelerator.register_for_checkpointing(average)
     step = 0
     best = {"value": None, "step": None, "bad_evals": 0}
     log = TrainingLog(run_dir / "train_log.jsonl")
@@ -385,7 +390,12 @@ def train(
         window.update(samples=0, truncated=0, seconds=0.0)
 
     def validate(epoch: float) -> bool:
-        """Validate, keep the best model; True when early stopping says stop."""
+        """Validate, keep the best model (the averaged weights under ``train.ema_decay``);
+        True when early stopping says stop."""
+        with average.swapped() if average else contextlib.nullcontext():
+            return validate_weights(epoch)
+
+    def validate_weights(epoch: float) -> bool:
         nonlocal engine
         t0 = time.time()
         unwrapped.eval()
@@ -498,6 +508,8 @@ def train(
             if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: step again later
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update()
             if task_loss.log_vars is not None:
                 task_loss.log_vars.grad = None
             step += 1
