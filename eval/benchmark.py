@@ -17,7 +17,8 @@ One command trains and evaluates, on the test split of the prepared dataset (pre
 
 Jobs run in ``--workers`` processes of one torch thread each (a 2-core machine runs two at
 once). Each job writes ``OUT/NAME/jobs/JOB.json``; a rerun reuses a finished job whose
-settings are unchanged (``--fresh`` redoes everything). The result is
+settings (the benchmark's definition, the resolved config, the data) are unchanged; after
+a code change, ``--fresh`` redoes everything. The result is
 ``eval/results/NAME.json`` (schema ``p5rec.benchmark/1``): config, data fingerprint, seed,
 git commit, hardware, wall time, every row and the issue's targets, checked in-run.
 ``--scale`` multiplies every time budget (0.05 for a smoke run).
@@ -483,6 +484,8 @@ def prepare_data(bench: Benchmark) -> Path:
 
 
 def main() -> None:
+    from p5rec.config import config_hash
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(BENCHMARKS))
     parser.add_argument("--out", default="runs/bench", help="run directory root")
@@ -513,9 +516,12 @@ def main() -> None:
     jobs = {}
     for base, model in bench.models.items():
         for name, offset in seeded_jobs(base, args.seeds):
-            # the first seed's key is the single-seed run's: its saved job is reused
-            key = _key("model", bench, base, fingerprint, *([offset] if offset else []))
-            call = ("model", bench, base, _reseeded(bench, model, offset), data_dir, out / name)
+            # the first seed's key is the single-seed run's: its saved job is reused; the
+            # resolved config is part of the key, so an edited config file trains afresh
+            seeded = _reseeded(bench, model, offset)
+            resolved = config_hash(_config(bench, seeded, data_dir))
+            key = _key("model", bench, base, fingerprint, resolved, *([offset] if offset else []))
+            call = ("model", bench, base, seeded, data_dir, out / name)
             jobs[name] = (key, call, model.minutes)
     # the two SASRec models train in jobs of their own; each ranks both item families
     items = [f for f in bench.families if f in ("next_item", "candidate_ranking")]
