@@ -129,7 +129,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         },
         models={
             "multitask": Model(
-                MT, (), 11.0, ("next_item", "rating", "category", "candidate_ranking"), True
+                MT, (), 12.0, ("next_item", "rating", "category", "candidate_ranking"), True
             ),
             "next_item_only": _single("next_item", 7.0, 20000),
             "rating_only": _single("rating", 5.0, 20000),
