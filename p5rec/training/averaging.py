@@ -23,7 +23,7 @@ class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
-        self.model, self.decay, self.updates = model, decay, 0
+        self.decay, self.updates = decay, 0
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.average = {n: p.detach().clone() for n, p in self.params.items()}
 
@@ -46,7 +46,7 @@ class WeightAverage:
             for name, param in self.params.items():
                 param.copy_(self.average[name])
         try:
-            yield self.model
+            yield
         finally:
             with torch.no_grad():
                 for name, param in self.params.items():
@@ -56,9 +56,9 @@ class WeightAverage:
         return {"updates": self.updates, "average": {n: t.cpu() for n, t in self.average.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        missing = sorted(set(self.average) ^ set(state["average"]))
-        if missing:
-            raise ValueError(f"the saved weight average does not match the model: {missing[:5]}")
+        mismatched = sorted(set(self.average) ^ set(state["average"]))
+        if mismatched:
+            raise ValueError(f"the saved weight average does not match the model: {mismatched[:5]}")
         self.updates = int(state["updates"])
         for name, tensor in state["average"].items():
             self.average[name].copy_(tensor)
