@@ -97,9 +97,8 @@ def _single(family: str, minutes: float, samples: int) -> Model:
         "tasks.loss_weights={}",
         f"tasks.samples={{{family}: {samples}}}",
         f"train.eval_families=[{family}]",
+        f"train.select_metric={family}/{'rmse' if family == 'rating' else 'ndcg@10'}",
     ]
-    if family == "rating":
-        overrides.append("train.select_metric=rating/rmse")
     return Model(label, tuple(overrides), minutes, (family,))
 
 

@@ -269,10 +269,12 @@ class TrainConfig:
     """Optimisation, validation, checkpointing and logging.
 
     Steps are optimizer steps (``grad_accum_steps`` batches of ``batch_size`` per process).
-    ``select_metric``: ``loss`` (validation loss, lower is better) or ``FAMILY/METRIC``
-    such as ``next_item/ndcg@10`` (RMSE, MAE and losses lower, everything else higher);
-    the best checkpoint by it becomes the run's model, and ``patience`` validations
-    without improvement stop training (0: never stop early).
+    ``select_metric``: ``loss`` (validation loss, lower is better), ``loss/FAMILY`` or
+    ``FAMILY/METRIC`` such as ``next_item/ndcg@10`` (RMSE, MAE and losses lower, everything
+    else higher), or a list of them: a validation is then better than the best so far when
+    its metrics' mean relative change is positive (p5rec.training.selection). The best
+    checkpoint becomes the run's model, and ``patience`` validations without improvement
+    stop training (0: never stop early).
     """
 
     epochs: int = 10
@@ -308,7 +310,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between validations (0: after every epoch)
     eval_examples: int = 200  # validation examples per family (0: all)
     eval_families: tuple[str, ...] = ()  # families scored at validation (empty: all trained)
-    select_metric: str = "loss"
+    select_metric: tuple[str, ...] = ("loss",)
     patience: int = 0
     checkpoint_every: int = 0  # steps between checkpoints (0: after every epoch)
     keep_checkpoints: int = 2
@@ -343,15 +345,17 @@ class TrainConfig:
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
         _check(self.log_every >= 1, "train.log_every must be >= 1")
         _check(self.export in ("merged", "adapter"), "train.export must be merged or adapter")
+        _check(self.select_metric, "train.select_metric needs at least one metric")
         _check(
-            self.select_metric == "loss" or self.select_metric.count("/") == 1,
-            f"train.select_metric must be 'loss' or FAMILY/METRIC, got {self.select_metric!r}",
+            len(set(self.select_metric)) == len(self.select_metric),
+            f"train.select_metric names a metric twice: {list(self.select_metric)}",
         )
-
-    def lower_is_better(self) -> bool:
-        """Whether a smaller ``select_metric`` is better."""
-        metric = self.select_metric.rsplit("/", 1)[-1]
-        return metric == "loss" or metric.startswith(("rmse", "mae", "loss"))
+        for metric in self.select_metric:
+            _check(
+                metric == "loss" or metric.count("/") == 1,
+                f"train.select_metric entries must be 'loss', 'loss/FAMILY' or FAMILY/METRIC, "
+                f"got {metric!r}",
+            )
 
 
 @dataclass(frozen=True)
@@ -396,12 +400,14 @@ class ExperimentConfig:
         evaluated = self.train.eval_families or self.tasks.families
         extra = [f for f in self.train.eval_families if f not in self.tasks.families]
         _check(not extra, f"train.eval_families names families not trained: {extra}")
-        family = self.train.select_metric.split("/")[0]
-        _check(
-            self.train.select_metric == "loss" or family in evaluated,
-            f"train.select_metric {self.train.select_metric!r}: {family!r} is not among the "
-            f"validated families {list(evaluated)}",
-        )
+        for metric in self.train.select_metric:
+            head, _, tail = metric.partition("/")
+            family, families = (tail, self.tasks.families) if head == "loss" else (head, evaluated)
+            _check(
+                metric == "loss" or family in families,
+                f"train.select_metric {metric!r}: {family!r} is not among the "
+                f"{'trained' if head == 'loss' else 'validated'} families {list(families)}",
+            )
         _check(
             self.model.finetune == "lora" or self.train.export == "merged",
             "train.export=adapter needs model.finetune=lora",

@@ -90,3 +90,25 @@ def test_exponent_without_a_dot_is_a_number():
     assert load_config(None, ["train.lr=1e-4"]).train.lr == 1e-4
     with pytest.raises(ConfigError, match="expected a number"):
         load_config(None, ["train.lr=fast"])
+
+
+def test_selection_metrics_one_or_several():
+    assert load_config(None, ["train.select_metric=next_item/ndcg@10"]).train.select_metric == (
+        "next_item/ndcg@10",
+    )
+    several = ["train.select_metric=[next_item/ndcg@10, rating/rmse, loss/category]"]
+    assert load_config(None, several).train.select_metric == (
+        "next_item/ndcg@10",
+        "rating/rmse",
+        "loss/category",
+    )
+    with pytest.raises(ConfigError, match="'weather' is not among the validated families"):
+        load_config(None, ["train.select_metric=[next_item/hr@10, weather/f1]"])
+    with pytest.raises(ConfigError, match="'weather' is not among the trained families"):
+        load_config(None, ["train.select_metric=loss/weather"])
+    with pytest.raises(ConfigError, match="names a metric twice"):
+        load_config(None, ["train.select_metric=[loss, loss]"])
+    with pytest.raises(ConfigError, match="needs at least one metric"):
+        load_config(None, ["train.select_metric=[]"])
+    with pytest.raises(ConfigError, match="got 'ndcg'"):
+        load_config(None, ["train.select_metric=[loss, ndcg]"])

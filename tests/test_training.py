@@ -23,6 +23,7 @@ from p5rec.training.mixture import (
     label_balanced_sample,
     token_losses,
 )
+from p5rec.training.selection import mean_relative_change
 from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +238,7 @@ def test_unknown_selection_metric(tmp_path, tiny_data):
     with pytest.raises(ConfigError, match="not among the validated families"):
         tiny_config("train.select_metric=rating/rmse", "train.eval_families=[next_item]")
     cfg = tiny_config(f"data.path={tiny_data}", "train.select_metric=next_item/ndcg@50")
-    with pytest.raises(ConfigError, match="not a validation metric; available: .*ndcg@10"):
+    with pytest.raises(ConfigError, match="not validation metrics; available: .*ndcg@10"):
         train(cfg, tmp_path / "r", progress=False)
 
 
@@ -261,6 +262,34 @@ def test_early_stopping_keeps_the_best_model(tmp_path, tiny_data):
     valid = [r for r in log_of(run) if r["kind"] == "valid"]
     assert [r["best"] for r in valid] == [True, False, False]
     assert set(valid[0]) >= {"next_item/hr@10", "loss/next_item", "loss/rating"}
+
+
+def test_several_selection_metrics_keep_the_best_mean_relative_change(tmp_path, tiny_data):
+    """Each validation is kept when its metrics' mean relative change over the best so far
+    is positive; the kept model's metrics are recorded with it."""
+    run = tmp_path / "run"
+    metrics = ["next_item/hr@10", "rating/rmse", "loss/category"]
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "train.epochs=4",
+        "train.eval_every=3",
+        "train.lr=0.01",
+        "train.eval_families=[next_item, rating]",
+        f"train.select_metric=[{', '.join(metrics)}]",
+    )
+    summary = train(cfg, run, progress=False)
+    valid = [r for r in log_of(run) if r["kind"] == "valid"]
+    assert len(valid) >= 3
+    best, flags = None, []
+    for record in valid:
+        values = {m: record[m] for m in metrics}
+        flags.append(best is None or mean_relative_change(values, best) > 0)
+        best = values if flags[-1] else best
+    assert [r["best"] for r in valid] == flags and False in flags  # a trade-off was refused
+    kept = json.loads((run / "best" / "best.json").read_text())
+    assert kept == {"step": summary["best"]["step"], **best}
+    assert summary["best"]["metrics"] == metrics and summary["best"]["value"] == best
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_time_budget_stops_at_a_log_point_and_keeps_the_best_model(tmp_path, tiny_data):

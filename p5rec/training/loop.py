@@ -58,6 +58,7 @@ from p5rec.training.mixture import (
     token_losses,
 )
 from p5rec.training.observe import TrainingLog, plot_curves, tensorboard_available
+from p5rec.training.selection import mean_relative_change
 from p5rec.training.validation import Validation
 
 __all__ = ["train"]
@@ -410,16 +411,14 @@ def train(
                 record.update(validation.metrics(engine))
                 record["examples"] = validation.sizes()
         unwrapped.train()
-        if tc.select_metric not in record:
+        unknown = [m for m in tc.select_metric if m not in record]
+        if unknown:
             available = sorted(k for k in record if k not in ("kind", "step", "epoch"))
             raise ConfigError(
-                f"train.select_metric {tc.select_metric!r} is not a validation metric; "
-                f"available: {available}"
+                f"train.select_metric {unknown} not validation metrics; available: {available}"
             )
-        value = record[tc.select_metric]
-        better = best["value"] is None or (
-            value < best["value"] if tc.lower_is_better() else value > best["value"]
-        )
+        value = {m: record[m] for m in tc.select_metric}
+        better = best["value"] is None or mean_relative_change(value, best["value"]) > 0
         if better:
             best.update(value=value, step=step, bad_evals=0)
             save_best()
@@ -441,9 +440,7 @@ def train(
             staged = run_dir / ".staged-best"
             shutil.rmtree(staged, ignore_errors=True)
             unwrapped.save_pretrained(staged)
-            (staged / "best.json").write_text(
-                json.dumps({"step": step, tc.select_metric: best["value"]})
-            )
+            (staged / "best.json").write_text(json.dumps({"step": step, **best["value"]}))
             publish_dir(staged, run_dir / "best")
         accelerator.wait_for_everyone()
 
@@ -571,7 +568,7 @@ def train(
         "steps_per_epoch": steps_per_epoch,
         "stopped_early": stop,
         "out_of_time": out_of_time,
-        "best": {"metric": tc.select_metric, **best},
+        "best": {"metrics": list(tc.select_metric), **best},
         "train_seconds": round(time.time() - start_time, 2),
         "samples_per_s": round(totals["samples"] / max(totals["seconds"], 1e-9), 2),
         "peak_memory_mb": round(_peak_memory_mb(), 1),

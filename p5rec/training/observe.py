@@ -47,8 +47,8 @@ class TrainingLog:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-def plot_curves(records: list[dict], path: Path, select_metric: str) -> None:
-    """Training loss per family and validation loss / selection metric against steps."""
+def plot_curves(records: list[dict], path: Path, select_metric: tuple[str, ...]) -> None:
+    """Training loss per family and validation loss, then one panel per selection metric."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +56,9 @@ def plot_curves(records: list[dict], path: Path, select_metric: str) -> None:
 
     train = [r for r in records if r["kind"] == "train"]
     valid = [r for r in records if r["kind"] == "valid"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    metrics = [m for m in select_metric if m != "loss"]
+    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(5.5 * (1 + len(metrics)), 4))
+    axes = [axes] if not metrics else list(axes)
     ax = axes[0]
     if train:
         steps = [r["step"] for r in train]
@@ -67,14 +69,10 @@ def plot_curves(records: list[dict], path: Path, select_metric: str) -> None:
         ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o--", label="validation")
     ax.set(xlabel="step", ylabel="token cross-entropy", title="loss")
     ax.legend(fontsize=7)
-    ax = axes[1]
-    metric = select_metric if select_metric != "loss" else None
-    shown = [r for r in valid if metric in r] if metric else valid
-    if shown:
-        key = metric or "loss"
-        ax.plot([r["step"] for r in shown], [r[key] for r in shown], "o-")
-        ax.set(ylabel=key)
-    ax.set(xlabel="step", title=f"validation {metric or 'loss'}")
+    for ax, metric in zip(axes[1:], metrics):
+        shown = [r for r in valid if metric in r]
+        ax.plot([r["step"] for r in shown], [r[metric] for r in shown], "o-")
+        ax.set(xlabel="step", ylabel=metric, title=f"validation {metric}")
     fig.tight_layout()
     tmp = path.with_name(f".tmp-{path.name}")
     fig.savefig(tmp, format="png", dpi=100)
