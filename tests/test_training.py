@@ -131,6 +131,22 @@ def test_more_epochs_continue_from_the_last_checkpoint(tmp_path, tiny_data):
     assert steps == [2, 4] and summary["steps"] == 4  # epoch 1 was not trained again
 
 
+def test_resume_reads_a_checkpoint_whose_best_is_one_number(tmp_path, tiny_data):
+    """Checkpoints written when the selection was a single metric hold its value alone."""
+    run = tmp_path / "run"
+    base = [f"data.path={tiny_data}", "train.samples_per_epoch=32"]
+    train(tiny_config(*base), run, progress=False)
+    state = run / "checkpoints" / "step-00000002" / "trainer_state.json"
+    saved = json.loads(state.read_text())
+    saved["best"]["value"] = saved["best"]["value"]["loss"]
+    state.write_text(json.dumps(saved))
+    summary = train(tiny_config(*base, "train.epochs=2", "train.resume=true"), run, progress=False)
+    valid = [r for r in log_of(run) if r["kind"] == "valid"]
+    assert [r["step"] for r in valid] == [2, 4]
+    assert valid[1]["best"] == (valid[1]["loss"] < valid[0]["loss"])
+    assert summary["best"]["value"] == {"loss": min(r["loss"] for r in valid)}
+
+
 def test_fresh_start_clears_an_earlier_run(tmp_path, tiny_data):
     run = tmp_path / "run"
     (run / "checkpoints" / "step-00000099").mkdir(parents=True)

@@ -319,6 +319,8 @@ def train(
     if checkpoint:
         accelerator.load_state(str(checkpoint))
         step, best, stop = saved["step"], saved["best"], saved["stopped"]
+        if isinstance(best["value"], (int, float)):  # saved when the selection was one metric
+            best["value"] = {tc.select_metric[0]: best["value"]}
         if main:
             log.truncate_after(step)
         kept = run_dir / "best" / "best.json"
@@ -415,7 +417,7 @@ def train(
         if unknown:
             available = sorted(k for k in record if k not in ("kind", "step", "epoch"))
             raise ConfigError(
-                f"train.select_metric {unknown} not validation metrics; available: {available}"
+                f"train.select_metric {unknown}: not validation metrics; available: {available}"
             )
         value = {m: record[m] for m in tc.select_metric}
         better = best["value"] is None or mean_relative_change(value, best["value"]) > 0
