@@ -128,7 +128,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         },
         models={
             "multitask": Model(
-                MT, (), 12.0, ("next_item", "rating", "category", "candidate_ranking"), True
+                MT, (), 13.0, ("next_item", "rating", "category", "candidate_ranking"), True
             ),
             "next_item_only": _single("next_item", 7.0, 20000),
             "rating_only": _single("rating", 5.0, 20000),

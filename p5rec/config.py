@@ -223,6 +223,9 @@ class TasksConfig:
     ``template_noise``: the probability that a word of a training template's own text is
     dropped or replaced by a random vocabulary word (``Template.render_noisy``), for
     robustness to unseen wording; 0 renders templates as written.
+    ``template_shuffle``: the probability that a training template's segments (each
+    placeholder with the text before it) are put in random order, for robustness to unseen
+    templates that ask for the same inputs in another order.
     ``max_review_words``: a longer review placeholder keeps its first and last words
     (``TaskContext.review_text``), so the prompt around it fits ``train.max_source_length``;
     0 shows reviews whole.
@@ -237,11 +240,13 @@ class TasksConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     balancing: str = "fixed"
     template_noise: float = 0.0
+    template_shuffle: float = 0.0
     max_review_words: int = 128
     balance_labels: bool = False
 
     def __post_init__(self) -> None:
         _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")
+        _check(0 <= self.template_shuffle <= 1, "tasks.template_shuffle must be in [0, 1]")
         _check(self.max_review_words >= 0, "tasks.max_review_words must be >= 0")
         unknown = [f for f in self.families if f not in FAMILIES]
         _check(not unknown, f"tasks.families: unknown {unknown}; known: {list(FAMILIES)}")

@@ -81,27 +81,38 @@ class Template:
         rng: random.Random,
         rate: float,
         words: Sequence[str],
+        shuffle: float = 0.0,
     ) -> tuple[str, str]:
         """``render`` with template noise: each word of the source's own text (never a
         placeholder's value) is, with probability ``rate``, dropped (half the time) or
-        replaced by a word drawn from ``words``. Training on such variants teaches a model
-        that the wording around the placeholders varies, which unseen templates need."""
-        if rate <= 0:
+        replaced by a word drawn from ``words``; with probability ``shuffle`` the source's
+        segments (each placeholder with the text before it) are first put in random order,
+        the text after the last placeholder staying last. Training on such variants teaches
+        a model that the wording around the placeholders and their order vary, which unseen
+        templates need."""
+        if rate <= 0 and shuffle <= 0:
             return self.render(fields, target)
+        segments = list(string.Formatter().parse(self.source))
+        shuffled = shuffle > 0 and rng.random() < shuffle
+        if shuffled:  # moved segments are joined by a space
+            placed = [s for s in segments if s[1] is not None]
+            rng.shuffle(placed)
+            segments = placed + [s for s in segments if s[1] is None]
         parts = []
-        for literal, name, _, _ in string.Formatter().parse(self.source):
+        for literal, name, _, _ in segments:
             kept = []
             for word in literal.split(" "):
-                draw = rng.random() if word.strip() else 1.0
+                draw = rng.random() if word.strip() and rate > 0 else 1.0
                 if draw < rate / 2:
                     continue
                 if draw < rate and words:
                     word = rng.choice(words)
                 kept.append(word.replace("{", "{{").replace("}", "}}"))
-            parts.append(" ".join(kept))
+            part = " ".join(kept)
             if name is not None:
-                parts.append("{" + name + "}")  # placeholders are plain names (load checks)
-        source = re.sub(r" {2,}", " ", "".join(parts)).strip()
+                part += "{" + name + "}"  # placeholders are plain names (load checks)
+            parts.append(part)
+        source = re.sub(r" {2,}", " ", (" " if shuffled else "").join(parts)).strip()
         return Template(self.id, self.family, self.split, source, self.target).render(
             fields, target
         )

@@ -171,3 +171,35 @@ def test_template_noise_changes_only_the_template_words():
     assert any("zz" in s for s in variants) and any("Given" not in s for s in variants)
     with pytest.raises(ConfigError, match="template_noise"):
         TasksConfig(template_noise=1.0)
+
+
+def test_template_shuffle_reorders_whole_segments_and_keeps_the_end():
+    import random
+
+    from p5rec.config import ConfigError, TasksConfig
+    from p5rec.prompts import Template
+
+    t = Template("t", "rating", "seen", "Will {user} like {item} ({item_title})? Say.", "{target}")
+    fields = {"user": "U", "item": "<a_1>", "item_title": "Toy {Story}"}
+    plain = t.render(fields, "5")
+    assert t.render_noisy(fields, "5", random.Random(0), 0.0, ["zz"], 0.0) == plain
+    segments = {"Will U", "like <a_1>", "(Toy {Story}"}  # each placeholder with its text
+    orders = set()
+    for n in range(30):
+        source, target = t.render_noisy(fields, "5", random.Random(n), 0.0, ["zz"], 1.0)
+        assert target == "5" and source.endswith(" )? Say.")  # segments joined by spaces
+        head = source.removesuffix(" )? Say.")
+        order = tuple(sorted(segments, key=head.index))
+        assert all(s in head for s in segments) and " ".join(order) == head, source
+        orders.add(order)
+    assert len(orders) == 6  # every order of the three segments occurs
+    # noise and shuffle together: values intact, every word from the template or the noise
+    for n in range(20):
+        source, _ = t.render_noisy(fields, "5", random.Random(n), 0.5, ["zz"], 0.5)
+        rest = source
+        for value in fields.values():
+            assert value in rest
+            rest = rest.replace(value, " ")
+        assert set(rest.split()) <= {"Will", "like", "(", ")?", "Say.", "zz"}, source
+    with pytest.raises(ConfigError, match="template_shuffle"):
+        TasksConfig(template_shuffle=1.5)

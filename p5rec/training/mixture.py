@@ -87,9 +87,9 @@ def epoch_pairs(
 ) -> list[Pair]:
     """The epoch's examples: a seeded sample per family (label-balanced for a ``balanced``
     family under ``tasks.balance_labels``), each rendered with a seen template drawn per
-    example (with ``tasks.template_noise``, noise words from ``words``), shuffled
-    together."""
-    noise = cfg.tasks.template_noise
+    example (with ``tasks.template_noise``, noise words from ``words``, and
+    ``tasks.template_shuffle``), shuffled together."""
+    noise, reorder = cfg.tasks.template_noise, cfg.tasks.template_shuffle
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
     pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
     counts = family_counts(cfg, pools)
@@ -105,7 +105,7 @@ def epoch_pairs(
         templates = fam.seen_templates()
         for ex in chosen:
             template = rng.choice(templates)
-            rendered = template.render_noisy(ex.fields, ex.target, rng, noise, words)
+            rendered = template.render_noisy(ex.fields, ex.target, rng, noise, words, reorder)
             pairs.append(Pair(*rendered, f))
     rng.shuffle(pairs)
     return pairs
