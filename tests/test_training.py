@@ -408,6 +408,31 @@ def test_balance_labels_trains_sentiment_on_equal_label_counts(tiny_data):
     assert not prior_corrected(get_family("category"), ctx)
 
 
+def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
+    """tasks.template_shuffle reaches the epoch's rendering: the same examples, whose
+    prompts no longer all open with their template's first words."""
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    rating = get_family("rating")
+    openings = tuple(t.source.split("{")[0] for t in rating.seen_templates())
+    assert all(openings)  # every shipped seen rating template opens with words
+
+    def pairs(*extra):
+        cfg = tiny_config(
+            f"data.path={tiny_data}",
+            "tasks.families=[rating]",
+            "tasks.samples={rating: 40}",
+            *extra,
+        )
+        return epoch_pairs(cfg, build_context(cfg, tiny_data), [rating], 0)
+
+    plain, shuffled = pairs(), pairs("tasks.template_shuffle=1.0")
+    assert sorted(p.target for p in plain) == sorted(p.target for p in shuffled)
+    assert all(p.source.startswith(openings) for p in plain)
+    assert sum(not p.source.startswith(openings) for p in shuffled) >= 10
+
+
 def test_task_loss_fixed_and_uncertainty():
     loss = torch.tensor([[1.0, 3.0, 0.0], [2.0, 0.0, 0.0], [4.0, 4.0, 4.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)
