@@ -288,7 +288,7 @@ def test_several_selection_metrics_keep_the_best_mean_relative_change(tmp_path, 
     cfg = tiny_config(
         f"data.path={tiny_data}",
         "train.epochs=4",
-        "train.eval_every=3",
+        "train.eval_every=2",
         "train.lr=0.01",
         "train.eval_families=[next_item, rating]",
         f"train.select_metric=[{', '.join(metrics)}]",
@@ -415,8 +415,8 @@ def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
     from p5rec.training import build_context
 
     rating = get_family("rating")
-    openings = tuple(t.source.split("{")[0] for t in rating.seen_templates())
-    assert all(openings)  # every shipped seen rating template opens with words
+    openings = tuple(o for t in rating.seen_templates() if (o := t.source.split("{")[0]))
+    assert len(openings) >= 3  # shipped seen rating templates that open with words
 
     def pairs(*extra):
         cfg = tiny_config(
@@ -429,8 +429,8 @@ def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
 
     plain, shuffled = pairs(), pairs("tasks.template_shuffle=1.0")
     assert sorted(p.target for p in plain) == sorted(p.target for p in shuffled)
-    assert all(p.source.startswith(openings) for p in plain)
-    assert sum(not p.source.startswith(openings) for p in shuffled) >= 10
+    moved = [sum(not p.source.startswith(openings) for p in ps) for ps in (plain, shuffled)]
+    assert moved[1] >= moved[0] + 10  # plain: only templates that open with a placeholder
 
 
 def test_task_loss_fixed_and_uncertainty():
