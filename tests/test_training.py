@@ -287,9 +287,9 @@ def test_several_selection_metrics_keep_the_best_mean_relative_change(tmp_path, 
     metrics = ["next_item/hr@10", "rating/rmse", "loss/category"]
     cfg = tiny_config(
         f"data.path={tiny_data}",
-        "train.epochs=4",
-        "train.eval_every=2",
-        "train.lr=0.01",
+        "train.epochs=3",
+        "train.eval_every=3",
+        "train.lr=0.02",
         "train.eval_families=[next_item, rating]",
         f"train.select_metric=[{', '.join(metrics)}]",
     )
@@ -301,7 +301,8 @@ def test_several_selection_metrics_keep_the_best_mean_relative_change(tmp_path, 
         values = {m: record[m] for m in metrics}
         flags.append(best is None or mean_relative_change(values, best) > 0)
         best = values if flags[-1] else best
-    assert [r["best"] for r in valid] == flags and False in flags  # a trade-off was refused
+    assert [r["best"] for r in valid] == flags
+    assert True in flags[1:] and False in flags  # a later model kept, a trade-off refused
     kept = json.loads((run / "best" / "best.json").read_text())
     assert kept == {"step": summary["best"]["step"], **best}
     assert summary["best"]["metrics"] == metrics and summary["best"]["value"] == best
