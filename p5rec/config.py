@@ -232,6 +232,9 @@ class TasksConfig:
     ``balance_labels``: families with a class-balanced decision (sentiment) draw each
     epoch's examples in equal numbers per label, so a rare class gets as much training as a
     frequent one; their decision is then the plain most probable label.
+    ``templates``: the seen template ids a family trains on (default: all its seen
+    templates); the list must include the family's first seen template, the one seen-split
+    evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids).
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -243,6 +246,7 @@ class TasksConfig:
     template_shuffle: float = 0.0
     max_review_words: int = 128
     balance_labels: bool = False
+    templates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")
@@ -257,6 +261,12 @@ class TasksConfig:
             extra = [f for f in values if f not in self.families]
             _check(not extra, f"tasks.{name} names families not trained: {extra}")
             _check(all(v > 0 for v in values.values()), f"tasks.{name} must be positive")
+        extra = [f for f in self.templates if f not in self.families]
+        _check(not extra, f"tasks.templates names families not trained: {extra}")
+        for family, ids in self.templates.items():
+            _check(len(ids) > 0, f"tasks.templates.{family} must name at least one template")
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            _check(not repeated, f"tasks.templates.{family} repeats {repeated}")
         _check(
             self.balancing in ("fixed", "uncertainty"),
             "tasks.balancing must be fixed or uncertainty",

@@ -434,6 +434,60 @@ def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
     assert moved[1] >= moved[0] + 10  # plain: only templates that open with a placeholder
 
 
+def test_tasks_templates_trains_only_the_named_templates(tiny_data):
+    """tasks.templates restricts a family's training prompts to the named seen templates,
+    each of them used; the other families keep all theirs."""
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    rating, category = get_family("rating"), get_family("category")
+    opening = {t.id: t.source.split("{")[0] for t in rating.seen_templates()}
+    cfg = tiny_config(
+        f"data.path={tiny_data}",
+        "tasks.families=[rating, category]",
+        "tasks.samples={rating: 60, category: 60}",
+        "tasks.templates={rating: [rating-1, rating-3]}",
+    )
+    pairs = epoch_pairs(cfg, build_context(cfg, tiny_data), [rating, category], 0)
+    starts = [p.source for p in pairs if p.family == 0]
+    named = (opening["rating-1"], opening["rating-3"])
+    assert len(starts) == 60 and all(s.startswith(named) for s in starts)
+    assert all(any(s.startswith(opening[i]) for s in starts) for i in ("rating-1", "rating-3"))
+    all_category = {t.source.split("{")[0] for t in category.seen_templates()} - {""}
+    used = {o for o in all_category if any(p.source.startswith(o) for p in pairs)}
+    assert used == all_category  # every category template still trains
+
+
+@pytest.mark.parametrize(
+    ("templates", "message"),
+    [
+        ("{rating: [rating-1, rating-9]}", r"unknown template id\(s\) \['rating-9'\]; seen"),
+        ("{rating: [rating-1, rating-4]}", r"\['rating-4'\] are unseen templates"),
+        ("{rating: [rating-2, rating-3]}", "must include 'rating-1', the template seen-split"),
+    ],
+)
+def test_tasks_templates_with_a_wrong_id_fails_before_training(
+    tmp_path, tiny_data, templates, message
+):
+    cfg = tiny_config(
+        f"data.path={tiny_data}", "tasks.families=[rating]", f"tasks.templates={templates}"
+    )
+    with pytest.raises(ConfigError, match=f"tasks.templates.rating.*{message}"):
+        train(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "tokenizer").exists()
+
+
+def test_tasks_templates_config_errors():
+    with pytest.raises(
+        ConfigError, match=r"tasks.templates names families not trained: \[.category.\]"
+    ):
+        tiny_config("tasks.families=[rating]", "tasks.templates={category: [category-1]}")
+    with pytest.raises(ConfigError, match="tasks.templates.rating must name at least one"):
+        tiny_config("tasks.templates={rating: []}")
+    with pytest.raises(ConfigError, match=r"tasks.templates.rating repeats \['rating-1'\]"):
+        tiny_config("tasks.templates={rating: [rating-1, rating-1]}")
+
+
 def test_task_loss_fixed_and_uncertainty():
     loss = torch.tensor([[1.0, 3.0, 0.0], [2.0, 0.0, 0.0], [4.0, 4.0, 4.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)

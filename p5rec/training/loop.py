@@ -56,6 +56,7 @@ from p5rec.training.mixture import (
     epoch_batches,
     noise_words,
     token_losses,
+    training_templates,
 )
 from p5rec.training.observe import TrainingLog, plot_curves, tensorboard_available
 from p5rec.training.selection import mean_relative_change
@@ -159,6 +160,8 @@ def _tokenizer_and_index(cfg, run_dir, data_dir, accelerator, fresh: bool, progr
     from p5rec.modeling import build_tokenizer, check_same_vocabulary, run_artefacts
 
     families = [get_family(f) for f in cfg.tasks.families]
+    for family in families:
+        training_templates(cfg, family)  # a wrong template id fails before any work
     source = cfg.model.name_or_path
     artefacts = run_artefacts(source) if source else None
     with accelerator.main_process_first():

@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import torch
 
-from p5rec.config import ExperimentConfig
+from p5rec.config import ConfigError, ExperimentConfig
+from p5rec.prompts import Template
 from p5rec.tasks import TaskContext, TaskFamily
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "family_counts",
     "length_grouped",
     "token_losses",
+    "training_templates",
 ]
 
 
@@ -44,6 +46,29 @@ def family_counts(cfg: ExperimentConfig, pools: dict[str, list]) -> dict[str, in
         total = sum(t.share(f) for f in rest) or 1.0
         shared = {f: round(cfg.train.samples_per_epoch * t.share(f) / total) for f in rest}
     return {f: (fixed | shared)[f] if pools[f] else 0 for f in pools}
+
+
+def training_templates(cfg: ExperimentConfig, family: TaskFamily) -> list[Template]:
+    """The templates ``family`` trains on: its seen templates, or those of them that
+    ``tasks.templates`` names (in the prompt file's order). The selection must keep the
+    first seen template, because seen-split evaluation uses it."""
+    seen = family.seen_templates()
+    ids = cfg.tasks.templates.get(family.name)
+    if ids is None:
+        return seen
+    known = [t.id for t in seen]
+    where = f"tasks.templates.{family.name}"
+    unseen = [i for i in ids if i in {t.id for t in family.templates} - set(known)]
+    if unseen:
+        raise ConfigError(f"{where}: {unseen} are unseen templates (held out from training)")
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(f"{where}: unknown template id(s) {unknown}; seen ones: {known}")
+    if known[0] not in ids:
+        raise ConfigError(
+            f"{where} must include {known[0]!r}, the template seen-split evaluation uses"
+        )
+    return [t for t in seen if t.id in ids]
 
 
 def noise_words(tokenizer) -> list[str]:
@@ -102,7 +127,7 @@ def epoch_pairs(
             chosen = label_balanced_sample(pool, n, rng)
         else:
             chosen = _draw(pool, n, rng)
-        templates = fam.seen_templates()
+        templates = training_templates(cfg, fam)
         for ex in chosen:
             template = rng.choice(templates)
             rendered = template.render_noisy(ex.fields, ex.target, rng, noise, words, reorder)
