@@ -234,7 +234,9 @@ class TasksConfig:
     frequent one; their decision is then the plain most probable label.
     ``templates``: the seen template ids a family trains on (default: all its seen
     templates); the list must include the family's first seen template, the one seen-split
-    evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids).
+    evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids). A
+    family not trained ignores its entry, so a config's choice survives an override of
+    ``tasks.families``.
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -261,8 +263,8 @@ class TasksConfig:
             extra = [f for f in values if f not in self.families]
             _check(not extra, f"tasks.{name} names families not trained: {extra}")
             _check(all(v > 0 for v in values.values()), f"tasks.{name} must be positive")
-        extra = [f for f in self.templates if f not in self.families]
-        _check(not extra, f"tasks.templates names families not trained: {extra}")
+        unknown = [f for f in self.templates if f not in FAMILIES]
+        _check(not unknown, f"tasks.templates: unknown families {unknown}")
         for family, ids in self.templates.items():
             _check(len(ids) > 0, f"tasks.templates.{family} must name at least one template")
             repeated = sorted({i for i in ids if ids.count(i) > 1})

@@ -478,10 +478,11 @@ def test_tasks_templates_with_a_wrong_id_fails_before_training(
 
 
 def test_tasks_templates_config_errors():
-    with pytest.raises(
-        ConfigError, match=r"tasks.templates names families not trained: \[.category.\]"
-    ):
-        tiny_config("tasks.families=[rating]", "tasks.templates={category: [category-1]}")
+    with pytest.raises(ConfigError, match=r"tasks.templates: unknown families \['ratings'\]"):
+        tiny_config("tasks.templates={ratings: [rating-1]}")
+    # a family not trained keeps its entry unused (a config's choice survives an override)
+    cfg = tiny_config("tasks.families=[next_item]", "tasks.templates={rating: [rating-1]}")
+    assert cfg.tasks.templates == {"rating": ("rating-1",)}
     with pytest.raises(ConfigError, match="tasks.templates.rating must name at least one"):
         tiny_config("tasks.templates={rating: []}")
     with pytest.raises(ConfigError, match=r"tasks.templates.rating repeats \['rating-1'\]"):
