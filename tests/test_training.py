@@ -541,7 +541,9 @@ def test_collator_and_token_losses_match_the_model_loss(arch, tiny_run):
     assert int(batch["truncated"]) == 0
 
 
-def test_history_loss_labels_each_history_item_after_the_first(tiny_run, tmp_path, tiny_data):
+def test_history_loss_labels_each_history_item_after_the_first(
+    tiny_run, tmp_path, tiny_data, monkeypatch
+):
     """With history supervision a decoder-only batch labels the source's item tokens after
     its first one (multi-token codes: every token but the very first), in history families
     only; the target is labelled as before. An encoder-decoder refuses the setting, and a
@@ -574,6 +576,12 @@ def test_history_loss_labels_each_history_item_after_the_first(tiny_run, tmp_pat
     )
     assert torch.equal(mask, labels[:, 1:] != -100) and int(mask.sum()) == len(labelled) + len(five)
     assert torch.allclose(loss, full, atol=1e-5)
+    # a transformers release that takes only positions in logits_to_keep gives the same
+    import p5rec.training.mixture as mixture
+
+    for supported in (True, False):
+        monkeypatch.setattr(mixture, "_MASK_TO_KEEP", supported)
+        assert torch.allclose(token_losses(model, batch)[0], full, atol=1e-5)
     with pytest.raises(ValueError, match="decoder-only"):
         Collator(tok, 64, 8, 0, item_ids=items, history_families=[0])
     with pytest.raises(ConfigError, match="history_loss"):

@@ -93,6 +93,8 @@ class SASRecConfig:
         eval_every: evaluate on the validation examples every this many epochs.
         eval_batch_size: histories per forward pass when scoring.
         progress: show a tqdm bar over epochs.
+        device: where the network trains and scores: ``"auto"`` (a CUDA GPU when one is
+            available, else the CPU), or any torch device string.
     """
 
     hidden: int = 64
@@ -113,6 +115,7 @@ class SASRecConfig:
     eval_every: int = 1
     eval_batch_size: int = 512
     progress: bool = True
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.norm not in ("pre", "post"):
@@ -137,6 +140,13 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig.patience must be >= 1 or None, got {self.patience!r}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"SASRecConfig.max_seconds must be > 0, got {self.max_seconds!r}")
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device in effect (``device="auto"`` resolved)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
     @property
     def dropout_rate(self) -> float:
@@ -366,20 +376,21 @@ class SASRec:
         self.history_ = []
         self.best_epoch_ = self.best_valid_ndcg10_ = None
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
+        device = cfg.torch_device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
             gen = torch.Generator().manual_seed(cfg.seed + 1)
             rng = np.random.default_rng(cfg.seed)
-            self.net = _Net(len(self.items), cfg)
+            self.net = _Net(len(self.items), cfg).to(device)
             opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             best_state, since_best, stop = None, 0, "epochs"
             bar = tqdm(range(1, cfg.epochs + 1), desc="sasrec", disable=not cfg.progress)
             for epoch in bar:
                 self.net.train()
-                total, count = 0.0, 0
+                total, count = torch.zeros((), device=device), 0
                 for batch in self._batches(lengths, rng):
                     width_b = int(lengths[batch].max())
-                    win = windows_t[batch, -width_b:]
+                    win = windows_t[batch, -width_b:].to(device)
                     inp, tgt = win[:, :-1], win[:, 1:]
                     keep = inp > 0  # a target needs a real item before it
                     h = self.net(inp)[keep]
@@ -387,8 +398,8 @@ class SASRec:
                     if cfg.loss == "ce":
                         loss = _FullSoftmaxCE.apply(h, self.net.item.weight[1:], tgt - 1)
                     else:
-                        own = owners_t[batch].unsqueeze(1).expand_as(keep)[keep]
-                        neg = self._negatives(tgt, own, user_items, full, gen)
+                        own = owners_t[batch].unsqueeze(1).expand_as(keep)[keep.cpu()]
+                        neg = self._negatives(tgt.cpu(), own, user_items, full, gen).to(device)
                         pos_logit = (h * self.net.item(tgt)).sum(-1)
                         neg_logit = (h * self.net.item(neg)).sum(-1)
                         loss = F.binary_cross_entropy_with_logits(
@@ -399,7 +410,7 @@ class SASRec:
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    total += loss.item() * len(tgt)
+                    total += loss.detach() * len(tgt)  # no device sync per step
                     count += len(tgt)
                     if (
                         cfg.max_seconds is not None
@@ -407,7 +418,7 @@ class SASRec:
                     ):
                         stop = "max_seconds"
                         break
-                row = {"epoch": epoch, "loss": total / max(count, 1)}
+                row = {"epoch": epoch, "loss": total.item() / max(count, 1)}
                 last = stop == "max_seconds" or epoch == cfg.epochs
                 if valid and (epoch % cfg.eval_every == 0 or last):
                     ndcg = self._valid_ndcg10(valid)
@@ -469,7 +480,7 @@ class SASRec:
         for lo in range(0, len(ids), bs):
             rows = ids[lo : lo + bs]
             width = max(1, max(len(r) for r in rows))
-            seq = torch.from_numpy(_left_pad(rows, width))
+            seq = torch.from_numpy(_left_pad(rows, width)).to(self.config.torch_device)
             yield net(seq)[:, -1]
 
     @torch.no_grad()
@@ -478,7 +489,7 @@ class SASRec:
         for ``self.items[j]``."""
         net = self._check_fitted()
         table = net.item.weight[1:]
-        parts = [(h @ table.T).numpy() for h in self._user_vectors(histories)]
+        parts = [(h @ table.T).cpu().numpy() for h in self._user_vectors(histories)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.items)), np.float32)
 
     @torch.no_grad()
@@ -538,7 +549,7 @@ class SASRec:
             for r in range(len(h)):
                 cands = candidates[lo + r]
                 idx = torch.tensor([self.item_index.get(i, 0) for i in cands], dtype=torch.long)
-                vals = (net.item.weight[idx] @ h[r]).tolist()
+                vals = (net.item.weight[idx.to(h.device)] @ h[r]).tolist()
                 out.append([v if j else -math.inf for v, j in zip(vals, idx.tolist())])
             lo += len(h)
         return out

@@ -256,14 +256,27 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return out
 
 
+def _mask_to_keep() -> bool:
+    """Whether the installed transformers' causal LMs take ``logits_to_keep`` as a boolean
+    (batch, length) mask (newer 5.x releases); older ones take only positions."""
+    from transformers import modeling_utils
+
+    return hasattr(modeling_utils, "slice_logits_to_keep")
+
+
+_MASK_TO_KEEP = _mask_to_keep()
+
+
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy of the batch's labels (float32) and the label mask, each
     (batch, length); ignored positions are 0.
 
     Only the positions that predict a label are scored. A decoder-only model's logits are
     shifted to predict the next token, and only those positions are projected onto the
-    vocabulary (``logits_to_keep`` as a boolean mask): with a large item vocabulary the
-    output layer dominates the cost, and most positions of a prompt have no label."""
+    vocabulary (``logits_to_keep`` as a boolean mask, or, on transformers releases that
+    take only positions, the positions where any row has a label): with a large item
+    vocabulary the output layer dominates the cost, and most positions of a prompt have no
+    label."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if "decoder_input_ids" in batch:
         targets = batch["labels"]
@@ -273,9 +286,16 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
         targets = batch["labels"][:, 1:]
         mask = targets != -100
         keep = torch.nn.functional.pad(mask, (0, 1), value=False)  # position t predicts t + 1
-        logits = model(**inputs, logits_to_keep=keep).logits
-        if logits.dim() != 2:  # a model that ignores the mask returns every position
-            logits = logits[keep]
+        if _MASK_TO_KEEP:
+            logits = model(**inputs, logits_to_keep=keep).logits
+            if logits.dim() != 2:  # a model that ignores the mask returns every position
+                logits = logits[keep]
+        else:  # older transformers: one set of positions for the whole batch
+            cols = keep.any(0).nonzero().squeeze(1)
+            logits = model(**inputs, logits_to_keep=cols).logits
+            if logits.shape[1] != len(cols):  # a model that ignores it
+                logits = logits[:, cols]
+            logits = logits[keep[:, cols]]
     picked = torch.nn.functional.cross_entropy(logits.float(), targets[mask], reduction="none")
     loss = torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device)
     loss[mask] = picked
