@@ -173,6 +173,10 @@ class ModelConfig:
     ``finetune``: full | lora. LoRA trains adapters on ``lora_target_modules`` (empty:
     peft's default modules for the architecture, e.g. q,v for T5, q_proj,v_proj for
     Llama/Qwen) plus the item-token rows of the embedding; everything else stays frozen.
+    ``dropout``: T5's dropout (every sub-layer); for a decoder-only model built from sizes,
+    the attention weights' dropout. ``hidden_dropout`` (decoder-only): dropout on the token
+    embeddings and on the attention and MLP outputs of every layer before they join the
+    residual stream (GPT-2's embedding and residual dropout), during training only.
     """
 
     name_or_path: str | None = None
@@ -185,6 +189,7 @@ class ModelConfig:
     num_layers: int = 2
     num_decoder_layers: int = 2  # T5 only
     dropout: float = 0.1
+    hidden_dropout: float = 0.0  # decoder-only: embeddings and residual branches
     finetune: str = "full"  # "full" or "lora"
     lora_r: int = 8
     lora_alpha: int = 16
@@ -206,6 +211,12 @@ class ModelConfig:
             "model.num_heads must be a multiple of model.num_kv_heads",
         )
         _check(0 <= self.dropout < 1, "model.dropout must be in [0, 1)")
+        _check(0 <= self.hidden_dropout < 1, "model.hidden_dropout must be in [0, 1)")
+        _check(
+            self.hidden_dropout == 0 or self.arch != "t5" or self.name_or_path is not None,
+            "model.hidden_dropout is for decoder-only models (llama, qwen2); T5's "
+            "model.dropout already covers its embeddings and residual branches",
+        )
         _check(self.lora_r >= 1, "model.lora_r must be >= 1")
 
 

@@ -243,9 +243,41 @@ def build_model(
         model = _from_sizes(cfg, tokenizer, max_positions)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if cfg.hidden_dropout:
+        add_hidden_dropout(model, cfg.hidden_dropout)
     if cfg.finetune == "lora":
         model = apply_lora(model, cfg, item_token_ids)
     return model
+
+
+def add_hidden_dropout(model, p: float) -> None:
+    """Dropout ``p`` on a decoder-only model's token embeddings and on each layer's
+    attention and MLP outputs before the residual sums (GPT-2's embedding and residual
+    dropout, which Llama and Qwen2 lack), applied by forward hooks while the model is in
+    training mode; evaluation and saved weights are unchanged."""
+    import torch.nn.functional as F
+
+    if model.config.is_encoder_decoder:
+        raise ConfigError(
+            "model.hidden_dropout is for decoder-only models; T5's model.dropout already "
+            "covers its embeddings and residual branches"
+        )
+
+    def drop(module, _inputs, out):
+        if isinstance(out, tuple):  # attention: (output, weights)
+            return (F.dropout(out[0], p, module.training), *out[1:])
+        return F.dropout(out, p, module.training)
+
+    layers = [m for m in model.modules() if hasattr(m, "self_attn") and hasattr(m, "mlp")]
+    if not layers:
+        raise ConfigError(
+            f"model.hidden_dropout: no decoder layer (self_attn + mlp) in this "
+            f"{model.config.model_type} model"
+        )
+    model.get_input_embeddings().register_forward_hook(drop)
+    for layer in layers:
+        layer.self_attn.register_forward_hook(drop)
+        layer.mlp.register_forward_hook(drop)
 
 
 def embedding_module_name(model) -> str:

@@ -38,3 +38,31 @@ def test_model_from_local_checkpoint_is_resized(tiny_run):
     model = build_model(ModelConfig(name_or_path=str(tiny_run / "model")), tok, new)
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
     assert model.config.d_model == 32  # the checkpoint's size, not the config default
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_hidden_dropout_acts_in_training_mode_only(arch):
+    """Decoder-only hidden dropout: with attention dropout off, two training-mode passes
+    differ; in evaluation mode the model computes what the same weights compute without
+    it. T5 refuses the setting (its dropout already covers these places)."""
+    import torch
+
+    from p5rec.config import ConfigError
+
+    tok = build_tokenizer(TokenizerConfig(vocab_size=300), ["a b c d e f g"] * 20, ITEM_TOKENS)
+    sizes = {"arch": arch, "d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "dropout": 0.0}
+    plain = build_model(ModelConfig(**sizes), tok).eval()
+    dropped = build_model(ModelConfig(**sizes, hidden_dropout=0.5), tok)
+    dropped.load_state_dict(plain.state_dict())
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    dropped.train()
+    torch.manual_seed(0)
+    first = dropped(input_ids=ids).logits
+    second = dropped(input_ids=ids).logits
+    assert not torch.allclose(first, second)
+    dropped.eval()
+    assert torch.allclose(dropped(input_ids=ids).logits, plain(input_ids=ids).logits)
+    with pytest.raises(ConfigError, match="decoder-only"):
+        ModelConfig(arch="t5", hidden_dropout=0.1)
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        ModelConfig(arch="llama", hidden_dropout=1.0)
