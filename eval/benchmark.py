@@ -241,6 +241,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             "tasks.samples={next_item: 20000, category: 12000}",
             "tasks.template_noise=0.25",
             "train.history_loss=true",
+            # One window per user instead of every prefix, measured on 2000 validation users
+            # (7.5 minutes each, run side by side): next-item NDCG@10 0.0282 -> 0.0358.
+            "train.history_windows=true",
             "train.batch_size=32",
             "train.epochs=4",
             "train.embedding_lr_scale=10.0",

@@ -333,6 +333,11 @@ class TrainConfig:
     # after its first token (each predicted from the prompt and the items before it), as
     # SASRec supervises every position, instead of the target item alone.
     history_loss: bool = False
+    # With history_loss: a user's longest training prefix already supervises every earlier
+    # target, so train each next-item user on that prefix alone (and, for a sequence longer
+    # than data.max_history, on the windows of max_history items before it): every training
+    # target once per pass over the examples, as SASRec trains, instead of every prefix.
+    history_windows: bool = False
     max_source_length: int = 512
     max_target_length: int = 32
     eval_every: int = 0  # steps between validations (0: after every epoch)
@@ -351,6 +356,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(
+            self.history_loss or not self.history_windows,
+            "train.history_windows needs train.history_loss (the windows supervise their "
+            "history items)",
+        )
         _check(self.max_steps >= 0, "train.max_steps must be >= 0")
         _check(self.max_minutes >= 0, "train.max_minutes must be >= 0 (0: no time budget)")
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")

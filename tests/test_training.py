@@ -4,6 +4,7 @@ task mixture and its joint loss, validation and early stopping, bad input."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from p5rec.training.mixture import (
     TaskLoss,
     epoch_pairs,
     family_counts,
+    history_windows,
     label_balanced_sample,
     token_losses,
 )
@@ -732,3 +734,62 @@ def test_ema_run_keeps_the_averaged_weights_as_its_model(tmp_path, tiny_data):
     for name, param in exported.items():
         assert torch.allclose(param, saved["average"][name]), name
     assert any(not torch.equal(raw[n], saved["average"][n]) for n in saved["average"])
+
+
+def test_history_windows_tile_each_sequence_once():
+    """The kept prefixes (the longest, then every max_history-th before it) supervise, with
+    the history loss, each target once: target p and history items p-19..p-1."""
+    from p5rec.tasks import Example
+
+    def prefixes(user, last):
+        return [
+            Example("next_item", {}, "", {"user": user, "position": p}) for p in range(1, last + 1)
+        ]
+
+    kept = history_windows([*prefixes("long", 45), *prefixes("short", 3)], 20)
+    assert sorted((e.meta["user"], e.meta["position"]) for e in kept) == [
+        ("long", 5),
+        ("long", 25),
+        ("long", 45),
+        ("short", 3),
+    ]
+    supervised = sorted(
+        q
+        for e in kept
+        if e.meta["user"] == "long"
+        for q in range(max(1, e.meta["position"] - 19), e.meta["position"] + 1)
+    )
+    assert supervised == list(range(1, 46))
+
+
+def test_history_windows_trains_one_example_per_user(tiny_data):
+    """On real prepared data: with train.history_windows an epoch's next-item examples are
+    one per user (sequences shorter than data.max_history), the user's longest prefix; the
+    setting needs the history loss."""
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    base = (f"data.path={tiny_data}", "model.arch=llama", "train.history_loss=true")
+    fam = get_family("next_item")
+    cfg = tiny_config(*base, "tasks.families=[next_item]", "train.history_windows=true")
+    ctx = build_context(cfg, tiny_data)
+    every = fam.examples(ctx, "train", random.Random(0))
+    longest = {}
+    for ex in every:
+        longest[ex.meta["user"]] = max(longest.get(ex.meta["user"], 0), ex.meta["position"])
+    assert max(len(s) for s in ctx.sequences.values()) <= ctx.max_history
+    assert len(longest) < len(every)
+    cfg = tiny_config(
+        *base,
+        "tasks.families=[next_item]",
+        "train.history_windows=true",
+        f"tasks.samples={{next_item: {len(longest)}}}",
+    )
+    pairs = epoch_pairs(cfg, ctx, [fam], 0)
+    assert len(pairs) == len(longest)
+    kept = [e for e in every if e.meta["position"] == longest[e.meta["user"]]]
+    renderings = {t.render(e.fields, e.target)[0] for t in fam.seen_templates() for e in kept}
+    assert all(p.source in renderings for p in pairs)
+    assert len({p.target for p in pairs}) > 1 and len({p.source for p in pairs}) == len(longest)
+    with pytest.raises(ConfigError, match="history_windows needs"):
+        tiny_config(f"data.path={tiny_data}", "train.history_windows=true")

@@ -11,7 +11,7 @@ import torch
 
 from p5rec.config import ConfigError, ExperimentConfig
 from p5rec.prompts import Template
-from p5rec.tasks import TaskContext, TaskFamily
+from p5rec.tasks import Example, TaskContext, TaskFamily
 
 __all__ = [
     "Collator",
@@ -103,6 +103,21 @@ def label_balanced_sample(pool: list, n: int, rng: random.Random) -> list:
     return chosen
 
 
+def history_windows(examples: list[Example], max_history: int) -> list[Example]:
+    """Of a history family's training examples (every prefix of every user's sequence),
+    those whose histories tile each sequence (``train.history_windows``): the user's
+    longest prefix, then every ``max_history``-th one before it. With the history loss,
+    a kept example supervises its target and its history items after the first, so the
+    kept windows supervise every target of the sequence once."""
+    last: dict[str, int] = {}
+    for ex in examples:
+        user, position = ex.meta["user"], ex.meta["position"]
+        last[user] = max(last.get(user, position), position)
+    return [
+        ex for ex in examples if (last[ex.meta["user"]] - ex.meta["position"]) % max_history == 0
+    ]
+
+
 def epoch_pairs(
     cfg: ExperimentConfig,
     ctx: TaskContext,
@@ -117,6 +132,10 @@ def epoch_pairs(
     noise, reorder = cfg.tasks.template_noise, cfg.tasks.template_shuffle
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
     pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
+    if cfg.train.history_windows:
+        for fam in families:
+            if fam.history_source:
+                pools[fam.name] = history_windows(pools[fam.name], ctx.max_history)
     counts = family_counts(cfg, pools)
     pairs: list[Pair] = []
     for f, fam in enumerate(families):
