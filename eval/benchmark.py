@@ -110,6 +110,28 @@ def _collaborative(minutes: float, samples: int) -> Model:
     return Model("p5rec next item only, collaborative IDs", overrides, minutes, ("next_item",))
 
 
+# Amazon Beauty, beauty-cpu and beauty-gpu alike: a small decoder-only model, one token per
+# item, every history position supervised, next item and category.
+BEAUTY_RECIPE = (
+    "model.arch=llama",
+    "model.d_model=128",
+    "model.d_ff=256",
+    "model.num_heads=4",
+    "model.num_layers=2",
+    "index.scheme=random",
+    "index.tokens_per_item=1",
+    "index.suffix=false",
+    "tasks.families=[next_item,category]",
+    "tasks.mixture={}",
+    # Category examples per epoch, measured on the validation split at the CPU budget
+    # (macro-F1 / next-item NDCG@10): 2500 -> 0.035 / 0.0376, 6000 -> 0.19 / 0.0379,
+    # 12000 -> 0.27 / 0.0341, 20000 -> 0.28 / 0.0315. 12000 buys most of the category gain
+    # for 10% next item.
+    "tasks.samples={next_item: 20000, category: 12000}",
+    "tasks.template_noise=0.25",
+    "train.history_loss=true",
+)
+
 # Amazon Beauty on one GPU: the beauty-cpu recipe (decoder-only, one token per item, every
 # history position supervised) at a GPU batch size, with every job on the GPU at once.
 # Measured on the validation split (4000 users, H100, 5.5 minutes each at a constant
@@ -120,20 +142,8 @@ def _collaborative(minutes: float, samples: int) -> Model:
 # epochs scored the same on validation (0.0416; on test next item 0.0294 against 0.0305,
 # category macro-F1 0.251 against 0.308), so the shorter run without it stays.
 GPU_OVERRIDES = (
-    "model.arch=llama",
-    "model.d_model=128",
-    "model.d_ff=256",
-    "model.num_heads=4",
-    "model.num_layers=2",
+    *BEAUTY_RECIPE,
     "model.dropout=0.3",
-    "index.scheme=random",
-    "index.tokens_per_item=1",
-    "index.suffix=false",
-    "tasks.families=[next_item,category]",
-    "tasks.mixture={}",
-    "tasks.samples={next_item: 20000, category: 12000}",
-    "tasks.template_noise=0.25",
-    "train.history_loss=true",
     "train.batch_size=256",
     "train.epochs=24",
     "train.scheduler=cosine",
@@ -224,23 +234,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         families=("next_item", "category"),
         headline={"next_item": "ndcg@10", "category": "macro_f1"},
         overrides=(
-            "model.arch=llama",
-            "model.d_model=128",
-            "model.d_ff=256",
-            "model.num_heads=4",
-            "model.num_layers=2",
+            *BEAUTY_RECIPE,
             "model.dropout=0.1",
-            "index.scheme=random",
-            "index.tokens_per_item=1",
-            "index.suffix=false",
-            "tasks.families=[next_item,category]",
-            "tasks.mixture={}",
-            # Category examples per epoch, measured on the validation split (macro-F1 / next-item
-            # NDCG@10): 2500 -> 0.035 / 0.0376, 6000 -> 0.19 / 0.0379, 12000 -> 0.27 / 0.0341,
-            # 20000 -> 0.28 / 0.0315. 12000 buys most of the category gain for 10% next item.
-            "tasks.samples={next_item: 20000, category: 12000}",
-            "tasks.template_noise=0.25",
-            "train.history_loss=true",
             # train.history_windows (one window per user instead of every prefix), side by
             # side on 2000 users, seeds 42 / 43: next-item NDCG@10 validation 0.0282 -> 0.0358
             # / 0.0308 -> 0.0352, test 0.0199 -> 0.0285 / 0.0186 -> 0.0245. In a whole
@@ -320,8 +315,8 @@ def _threads() -> None:
     threads = int(os.environ.get("P5REC_BENCH_THREADS", "1"))
     torch.set_num_threads(threads)
     # numpy's, scipy's and scikit-learn's BLAS/OpenMP pools too: left at one thread per
-    # core, each job's pool spins against every other job's (the category baselines ran
-    # over 9 minutes instead of 3 among the GPU benchmark's jobs on 16 cores)
+    # core, each job's pool spins against every other job's (among the GPU benchmark's jobs
+    # on 16 cores the category baselines ran over 9 minutes instead of under 1)
     threadpool_limits(threads)
 
 

@@ -582,7 +582,7 @@ def test_history_loss_labels_each_history_item_after_the_first(
     import p5rec.training.mixture as mixture
 
     for supported in (True, False):
-        monkeypatch.setattr(mixture, "_MASK_TO_KEEP", supported)
+        monkeypatch.setattr(mixture, "_mask_to_keep", lambda s=supported: s)
         assert torch.allclose(token_losses(model, batch)[0], full, atol=1e-5)
     with pytest.raises(ValueError, match="decoder-only"):
         Collator(tok, 64, 8, 0, item_ids=items, history_families=[0])

@@ -3,6 +3,7 @@ and the joint loss over task families (fixed alpha weights or uncertainty weight
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -275,15 +276,14 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return out
 
 
+@functools.cache
 def _mask_to_keep() -> bool:
     """Whether the installed transformers' causal LMs take ``logits_to_keep`` as a boolean
-    (batch, length) mask (newer 5.x releases); older ones take only positions."""
+    (batch, length) mask (newer 5.x releases); older ones take only positions. Asked at
+    the first decoder-only batch, not at import."""
     from transformers import modeling_utils
 
     return hasattr(modeling_utils, "slice_logits_to_keep")
-
-
-_MASK_TO_KEEP = _mask_to_keep()
 
 
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,7 +305,7 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
         targets = batch["labels"][:, 1:]
         mask = targets != -100
         keep = torch.nn.functional.pad(mask, (0, 1), value=False)  # position t predicts t + 1
-        if _MASK_TO_KEEP:
+        if _mask_to_keep():
             logits = model(**inputs, logits_to_keep=keep).logits
             if logits.dim() != 2:  # a model that ignores the mask returns every position
                 logits = logits[keep]
