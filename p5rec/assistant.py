@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from p5rec.tasks import explanation, rating
+from p5rec.tasks.base import GENERIC_USER
 from p5rec.tasks.labels import prior_corrected, rank_labels, train_label_counts
 from p5rec.tasks.rating import format_rating
 
@@ -262,7 +263,7 @@ class Assistant:
                 )
             raise RequestError(f"{family} needs a user with a history, or a history")
         fields = {
-            "user": user if user is not None else "the user",
+            "user": self.ctx.user_text(user) if user is not None else GENERIC_USER,
             "history": self.ctx.history_text(history) if history else "nothing yet",
             "rated_history": self.ctx.rated_text(self.ctx.train_rated.get(user, ()))
             or "nothing yet",
@@ -296,7 +297,7 @@ class Assistant:
         for name, fmt in _CONTEXT:
             if name not in allowed or name not in fields or fields[name] in ("", "nothing yet"):
                 continue
-            if name == "user" and fields[name] == "the user":
+            if name == "user" and fields[name] == GENERIC_USER:
                 continue
             value = fields[name]
             if name == "item" and fields.get("item_title"):

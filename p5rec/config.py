@@ -220,6 +220,9 @@ class ModelConfig:
         _check(self.lora_r >= 1, "model.lora_r must be >= 1")
 
 
+USER_TEXTS = ("id", "generic")
+
+
 @dataclass(frozen=True)
 class TasksConfig:
     """Which task families train together, and how they share each epoch and the loss.
@@ -243,6 +246,11 @@ class TasksConfig:
     ``balance_labels``: families with a class-balanced decision (sentiment) draw each
     epoch's examples in equal numbers per label, so a rare class gets as much training as a
     frequent one; their decision is then the plain most probable label.
+    ``user_text``: how the ``{user}`` placeholder renders: ``id`` (the dataset's user
+    ID) or ``generic`` ("the user" for everyone). A model trained from scratch cannot read
+    anything from an ID string (each one occurs only in that user's examples, and a
+    reviewer ID such as A00414041RD0BXM6WK0GX is some twenty tokens of noise); the history
+    and rating placeholders carry what is known about the user.
     ``templates``: the seen template ids a family trains on (default: all its seen
     templates); the list must include the family's first seen template, the one seen-split
     evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids). A
@@ -259,6 +267,7 @@ class TasksConfig:
     template_shuffle: float = 0.0
     max_review_words: int = 128
     balance_labels: bool = False
+    user_text: str = "id"
     templates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -280,6 +289,7 @@ class TasksConfig:
             _check(len(ids) > 0, f"tasks.templates.{family} must name at least one template")
             repeated = sorted({i for i in ids if ids.count(i) > 1})
             _check(not repeated, f"tasks.templates.{family} repeats {repeated}")
+        _check(self.user_text in USER_TEXTS, f"tasks.user_text must be one of {USER_TEXTS}")
         _check(
             self.balancing in ("fixed", "uncertainty"),
             "tasks.balancing must be fixed or uncertainty",

@@ -217,3 +217,22 @@ def test_long_reviews_keep_their_head_and_tail(tiny_ctx, monkeypatch):
     monkeypatch.setattr(ctx, "max_review_words", 1)
     first = ctx.corpus.interactions[n].review.split()[0]
     assert ctx.event_fields(n)["review"] == f"{first} ..."
+
+
+def test_generic_user_text_hides_user_ids_in_every_family(tiny_ctx, monkeypatch):
+    """tasks.user_text=generic: every family's {user} is "the user"; what scoring and
+    history windows read (meta) keeps the real user."""
+    from p5rec.tasks.base import GENERIC_USER
+
+    ctx = tiny_ctx
+    for name, fam in FAMILIES.items():
+        ex = fam.examples(ctx, "test", random.Random(0))[0]
+        assert ex.fields.get("user", "x") != GENERIC_USER, name
+    monkeypatch.setattr(ctx, "generic_user", True)
+    for name, fam in FAMILIES.items():
+        if "user" not in (*fam.required, *fam.optional):
+            continue
+        for ex in fam.examples(ctx, "test", random.Random(0))[:5]:
+            assert ex.fields["user"] == GENERIC_USER, name
+            if "user" in ex.meta:
+                assert ex.meta["user"] in ctx.sequences

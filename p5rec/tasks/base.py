@@ -20,7 +20,9 @@ from p5rec.prompts import Template, load_templates
 if TYPE_CHECKING:
     from p5rec.generation import Engine
 
-__all__ = ["Example", "FAMILIES", "TaskContext", "TaskFamily", "register"]
+__all__ = ["Example", "FAMILIES", "GENERIC_USER", "TaskContext", "TaskFamily", "register"]
+
+GENERIC_USER = "the user"  # the {user} placeholder of an anonymous prompt
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class TaskContext:
     manifest: dict[str, Any] = field(default_factory=dict)  # of the processed dataset
     max_review_words: int = 0  # longer reviews keep their head and tail (0: no limit)
     balance_labels: bool = False  # balanced families train on label-balanced samples
+    generic_user: bool = False  # {user} renders as GENERIC_USER (tasks.user_text: generic)
+
+    def user_text(self, user: str) -> str:
+        """The ``{user}`` placeholder's value for ``user``."""
+        return GENERIC_USER if self.generic_user else user
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)
@@ -74,7 +81,7 @@ class TaskContext:
         """Placeholder values of interaction ``n`` (the review families pick from these)."""
         e = self.corpus.interactions[n]
         return {
-            "user": e.user,
+            "user": self.user_text(e.user),
             "item": self.item_text(e.item),
             "item_title": self.title(e.item),
             "review": self.review_text(e.review),

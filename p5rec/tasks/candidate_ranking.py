@@ -64,7 +64,7 @@ class CandidateRanking(TaskFamily):
                 Example(
                     self.name,
                     {
-                        "user": ex.user,
+                        "user": ctx.user_text(ex.user),
                         "history": ctx.history_text(ex.history),
                         "candidates": " ".join(ctx.item_text(c) for c in shown),
                     },

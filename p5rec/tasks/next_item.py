@@ -31,7 +31,7 @@ class NextItem(TaskFamily):
         return [
             Example(
                 self.name,
-                {"user": ex.user, "history": ctx.history_text(ex.history)},
+                {"user": ctx.user_text(ex.user), "history": ctx.history_text(ex.history)},
                 ctx.item_text(ex.target),
                 {"user": ex.user, "item": ex.target, "position": ex.position},
             )
