@@ -237,6 +237,10 @@ class TasksConfig:
     ``template_noise``: the probability that a word of a training template's own text is
     dropped or replaced by a random vocabulary word (``Template.render_noisy``), for
     robustness to unseen wording; 0 renders templates as written.
+    ``template_insert``: the probability that a kept word of a training template's own text
+    is followed by an extra random vocabulary word, for robustness to unseen templates
+    that say more than the seen ones (unfamiliar words around the placeholders and just
+    before the answer); 0: no insertions.
     ``template_shuffle``: the probability that a training template's segments (each
     placeholder with the text before it) are put in random order, for robustness to unseen
     templates that ask for the same inputs in another order.
@@ -264,6 +268,7 @@ class TasksConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     balancing: str = "fixed"
     template_noise: float = 0.0
+    template_insert: float = 0.0
     template_shuffle: float = 0.0
     max_review_words: int = 128
     balance_labels: bool = False
@@ -272,6 +277,7 @@ class TasksConfig:
 
     def __post_init__(self) -> None:
         _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")
+        _check(0 <= self.template_insert < 1, "tasks.template_insert must be in [0, 1)")
         _check(0 <= self.template_shuffle <= 1, "tasks.template_shuffle must be in [0, 1]")
         _check(self.max_review_words >= 0, "tasks.max_review_words must be >= 0")
         unknown = [f for f in self.families if f not in FAMILIES]

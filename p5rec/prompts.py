@@ -82,15 +82,18 @@ class Template:
         rate: float,
         words: Sequence[str],
         shuffle: float = 0.0,
+        insert: float = 0.0,
     ) -> tuple[str, str]:
         """``render`` with template noise: each word of the source's own text (never a
         placeholder's value) is, with probability ``rate``, dropped (half the time) or
-        replaced by a word drawn from ``words``; with probability ``shuffle`` the source's
+        replaced by a word drawn from ``words``, and a kept word is followed, with
+        probability ``insert``, by an extra word drawn from ``words``; with probability
+        ``shuffle`` the source's
         segments (each placeholder with the text before it) are first put in random order,
         the text after the last placeholder staying last. Training on such variants teaches
         a model that the wording around the placeholders and their order vary, which unseen
         templates need."""
-        if rate <= 0 and shuffle <= 0:
+        if rate <= 0 and shuffle <= 0 and insert <= 0:
             return self.render(fields, target)
         segments = list(string.Formatter().parse(self.source))
         shuffled = shuffle > 0 and rng.random() < shuffle
@@ -108,6 +111,8 @@ class Template:
                 if draw < rate and words:
                     word = rng.choice(words)
                 kept.append(word.replace("{", "{{").replace("}", "}}"))
+                if insert > 0 and word.strip() and words and rng.random() < insert:
+                    kept.append(rng.choice(words).replace("{", "{{").replace("}", "}}"))
             part = " ".join(kept)
             if name is not None:
                 part += "{" + name + "}"  # placeholders are plain names (load checks)

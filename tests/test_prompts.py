@@ -173,6 +173,36 @@ def test_template_noise_changes_only_the_template_words():
         TasksConfig(template_noise=1.0)
 
 
+def test_template_insert_adds_words_after_template_words_only():
+    import random
+    import re
+
+    from p5rec.config import ConfigError, TasksConfig
+    from p5rec.prompts import Template
+
+    t = Template("t", "category", "seen", "Item {item} titled {item_title} category?", "{target}")
+    fields = {"item": "<a_1>", "item_title": "Toy {Story}"}
+    plain = t.render(fields, "Toys")
+    # off: the plain rendering, and no draws from the generator (other settings reproduce)
+    rng = random.Random(0)
+    assert t.render_noisy(fields, "Toys", rng, 0.0, ["zz"], 0.0, 0.0) == plain
+    assert rng.random() == random.Random(0).random()
+    counts = set()
+    for n in range(30):
+        source, target = t.render_noisy(fields, "Toys", random.Random(n), 0.0, ["{z}"], 0.0, 0.5)
+        assert target == "Toys"
+        # every template word kept in order, each followed by zero or one inserted word;
+        # the values untouched (an inserted word never lands inside one)
+        expected = r"Item( \{z\})? <a_1> titled( \{z\})? Toy \{Story\} category\?( \{z\})?"
+        assert re.fullmatch(expected, source), source
+        counts.add(source.count("{z}"))
+    assert counts == {0, 1, 2, 3}
+    always = t.render_noisy(fields, "Toys", random.Random(0), 0.0, ["zz"], 0.0, 0.999999)[0]
+    assert always == "Item zz <a_1> titled zz Toy {Story} category? zz"
+    with pytest.raises(ConfigError, match="template_insert"):
+        TasksConfig(template_insert=1.0)
+
+
 def test_template_shuffle_reorders_whole_segments_and_keeps_the_end():
     import random
 

@@ -436,6 +436,29 @@ def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
     assert moved[1] >= moved[0] + 10  # plain: only templates that open with a placeholder
 
 
+def test_template_insert_lengthens_the_epoch_prompts(tiny_data):
+    """tasks.template_insert reaches the epoch's rendering (the training loop passes the
+    noise words): the same examples, with longer prompts that hold the words drawn."""
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    rating = get_family("rating")
+
+    def pairs(*extra):
+        cfg = tiny_config(
+            f"data.path={tiny_data}",
+            "tasks.families=[rating]",
+            "tasks.samples={rating: 40}",
+            *extra,
+        )
+        return epoch_pairs(cfg, build_context(cfg, tiny_data), [rating], 0, ["qqq"])
+
+    plain, inserted = pairs(), pairs("tasks.template_insert=0.5")
+    assert sorted(p.target for p in plain) == sorted(p.target for p in inserted)
+    assert not any("qqq" in p.source for p in plain)
+    assert sum("qqq" in p.source for p in inserted) >= 30
+
+
 def test_tasks_templates_trains_only_the_named_templates(tiny_data):
     """tasks.templates restricts a family's training prompts to the named seen templates,
     each of them used; the other families keep all theirs."""
