@@ -88,11 +88,10 @@ class Template:
         placeholder's value) is, with probability ``rate``, dropped (half the time) or
         replaced by a word drawn from ``words``, and a kept word is followed, with
         probability ``insert``, by an extra word drawn from ``words``; with probability
-        ``shuffle`` the source's
-        segments (each placeholder with the text before it) are first put in random order,
-        the text after the last placeholder staying last. Training on such variants teaches
-        a model that the wording around the placeholders and their order vary, which unseen
-        templates need."""
+        ``shuffle`` the source's segments (each placeholder with the text before it) are
+        first put in random order, the text after the last placeholder staying last.
+        Training on such variants teaches a model that the wording around the placeholders
+        and their order vary, which unseen templates need."""
         if rate <= 0 and shuffle <= 0 and insert <= 0:
             return self.render(fields, target)
         segments = list(string.Formatter().parse(self.source))
