@@ -21,13 +21,35 @@ ids follow each prompt's real length).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
 
 from p5rec.trie import ItemTrie
 
-__all__ = ["BeamResult", "trie_beam_search"]
+__all__ = ["BeamResult", "cache_of", "cache_kwarg", "trie_beam_search"]
+
+
+def cache_kwarg(model) -> str:
+    """The forward argument that takes a key/value cache: ``cache`` on transformers
+    releases that renamed it (``past_key_values`` is deprecated there, to be removed in
+    5.40), ``past_key_values`` on older ones. Asked of the wrapped model under a peft
+    wrapper, whose own forward takes ``**kwargs``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _cache_kwarg(type(base))
+
+
+@functools.cache
+def _cache_kwarg(cls) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def cache_of(out):
+    """The key/value cache of a model output, under either release's name."""
+    cache = out.get("cache")  # not out.past_key_values first: newer releases warn on it
+    return cache if cache is not None else out.past_key_values
 
 
 @dataclass
@@ -76,7 +98,7 @@ def trie_beam_search(
             logits_to_keep=1,  # the prompt's other positions' logits are not needed
         )
         lengths = mask.long().sum(-1)  # each prompt's real length: the next position
-    cache = out.past_key_values
+    cache, cache_arg = cache_of(out), cache_kwarg(model)
     if not hasattr(cache, "reorder_cache"):
         raise TypeError(
             f"{type(model).__name__} returns no reorderable cache; beam search needs one"
@@ -141,8 +163,8 @@ def trie_beam_search(
                 encoder_outputs=(hidden,),
                 attention_mask=mask,
                 decoder_input_ids=tokens[:, None],
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_arg: cache},
             )
         else:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
@@ -150,10 +172,10 @@ def trie_beam_search(
                 input_ids=tokens[:, None],
                 attention_mask=mask,
                 position_ids=(lengths + step)[:, None],
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{cache_arg: cache},
             )
-        cache = out.past_key_values
+        cache = cache_of(out)
     pool_items = torch.where(torch.isfinite(pool_scores), pool_items, -1)
     return BeamResult(pool_items, pool_scores)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessor
 
-from p5rec.decoding import BeamResult, trie_beam_search
+from p5rec.decoding import BeamResult, cache_kwarg, cache_of, trie_beam_search
 from p5rec.indexing import ItemIndex
 from p5rec.trie import ItemTrie
 
@@ -181,7 +181,7 @@ class Engine:
             rest = []
             for a in range(0, len(flat), size):
                 # the last pass may consume the prompt cache; earlier ones need a copy of it
-                cache = out.past_key_values
+                cache = cache_of(out)
                 if a + size < len(flat):
                     cache = copy.deepcopy(cache)
                 rest += self._score_rest(
@@ -216,8 +216,8 @@ class Engine:
             input_ids=ids.to(self.device),
             attention_mask=torch.cat([mask[owner], fed.to(self.device)], dim=-1),
             position_ids=lengths[owner][:, None] + torch.arange(width, device=self.device),
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kwarg(self.model): cache},
         ).logits  # (n, width, vocab)
         return _sum_logprobs(logits, labels.to(self.device))
 

@@ -219,3 +219,42 @@ def test_scoring_in_small_chunks_equals_one_pass(tiny_run, decoder_only):
     assert engine.score_texts(SOURCES, ["positive", "not so good", "5"]) == [
         pytest.approx(t, abs=1e-4) for t in texts
     ]
+
+
+@pytest.mark.parametrize("decoder_only", [False, True])
+def test_cache_argument_follows_the_installed_release(tiny_run, decoder_only, monkeypatch):
+    """Beam search and option scoring pass the key/value cache under the name the installed
+    transformers takes (``cache`` on newer releases, where ``past_key_values`` warns and is
+    to be removed); the older name, which releases before the rename need, answers alike."""
+    import inspect
+    import warnings
+
+    import p5rec.decoding
+    import p5rec.generation
+    from p5rec.decoding import cache_kwarg
+
+    engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only)
+    params = inspect.signature(type(engine.model).forward).parameters
+    assert cache_kwarg(engine.model) == ("cache" if "cache" in params else "past_key_values")
+
+    class Wrapper:  # a peft model: its own forward takes **kwargs
+        def get_base_model(self):
+            return engine.model
+
+        def forward(self, *args, **kwargs): ...
+
+    assert cache_kwarg(Wrapper()) == cache_kwarg(engine.model)
+    items = list(engine.index.codes)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*deprecated")
+        ranked = engine.rank(SOURCES, 5)
+        scored = engine.score_items(SOURCES, [items[:7]] * len(SOURCES))
+    for module in (p5rec.decoding, p5rec.generation):
+        monkeypatch.setattr(module, "cache_kwarg", lambda model: "past_key_values")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert engine.rank(SOURCES, 5) == [
+            [(i, pytest.approx(s, abs=1e-4)) for i, s in r] for r in ranked
+        ]
+        old = engine.score_items(SOURCES, [items[:7]] * len(SOURCES))
+    assert old == [pytest.approx(s, abs=1e-4) for s in scored]
