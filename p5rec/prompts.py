@@ -109,10 +109,10 @@ class Template:
                     continue
                 if draw < rate and words:
                     word = rng.choice(words)
-                kept.append(word.replace("{", "{{").replace("}", "}}"))
+                kept.append(word)
                 if insert > 0 and word.strip() and words and rng.random() < insert:
-                    kept.append(rng.choice(words).replace("{", "{{").replace("}", "}}"))
-            part = " ".join(kept)
+                    kept.append(rng.choice(words))
+            part = " ".join(kept).replace("{", "{{").replace("}", "}}")  # literal braces
             if name is not None:
                 part += "{" + name + "}"  # placeholders are plain names (load checks)
             parts.append(part)
