@@ -4,6 +4,7 @@ recommend | ask | serve | report``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -137,6 +138,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.split:
         args.overrides = [*args.overrides, f"eval.split={args.split}"]
     cfg = _config(args, run)
+    if args.template:
+        templates = {**cfg.eval.templates, **dict(args.template)}
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, templates=templates))
     report = evaluate_run(run, cfg, args.families, progress=not args.quiet)
     print(format_table(report))
     print(f"wrote {run / 'metrics.json'}")
@@ -157,6 +161,13 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 def _print_items(items: list[dict]) -> None:
     for r in items:
         print(f"{r['rank']:>3}. {r['item']}  {r['title']}  (log p = {r['log_prob']:.3f})")
+
+
+def _family_template(value: str) -> tuple[str, str]:
+    family, sep, template = value.partition("=")
+    if not sep or not family.strip() or not template.strip():
+        raise argparse.ArgumentTypeError(f"expected FAMILY=TEMPLATE, got {value!r}")
+    return family.strip(), template.strip()
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -348,6 +359,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("run", help="run directory")
     sp.add_argument("--split", choices=["valid", "test"], help="split (default: eval.split)")
     sp.add_argument("--families", nargs="+", help="task families (default: the run's)")
+    sp.add_argument(
+        "--template",
+        action="append",
+        type=_family_template,
+        metavar="FAMILY=TEMPLATE",
+        help="evaluate FAMILY with another template: one of its template ids (seen or unseen) "
+        "or a source text, e.g. 'candidate_ranking=Rank {candidates} for {history}.' "
+        "(repeatable; default: the first of eval.template_split)",
+    )
 
     sp = add("recommend", "Recommend the next items for a known user.", cmd_recommend)
     sp.add_argument("run", help="run directory")

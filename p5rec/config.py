@@ -421,6 +421,9 @@ class EvalConfig:
     num_beams: int = 20
     batch_size: int = 32
     template_split: str = "seen"  # which template evaluates: first of "seen" or "unseen"
+    # per family, the template that evaluates instead: the id of one of its templates (seen
+    # or unseen) or a source text with its placeholders ("Rank {candidates} for {history}.")
+    templates: dict[str, str] = field(default_factory=dict)
     max_examples: int = 0  # 0: every example of the split
     remove_history: bool = False  # S3-Rec-style: drop the user's past items from rankings
     # category answers are label sets (movie genres), not paths: answer with every label
@@ -435,6 +438,13 @@ class EvalConfig:
             f"eval.num_beams ({self.num_beams}) must be >= the largest K ({max(self.ks)})",
         )
         _check(self.template_split in ("seen", "unseen"), "eval.template_split: seen|unseen")
+        unknown = [f for f in self.templates if f not in FAMILIES]
+        _check(not unknown, f"eval.templates: unknown families {unknown}")
+        for family, spec in self.templates.items():
+            _check(
+                isinstance(spec, str) and spec.strip() != "",
+                f"eval.templates.{family} must be a template id or a source text",
+            )
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ def evaluate_run(
     }
     results: dict[str, dict] = {}
     names = families or list(cfg.tasks.families)
+    unused = sorted(set(ev.templates) - set(names))
+    if unused:
+        raise ConfigError(
+            f"eval.templates names families not evaluated: {unused} (evaluated: {names})"
+        )
     for name in tqdm(names, desc=f"evaluate ({ev.split})", disable=not progress):
         fam = get_family(name)
         examples = fam.examples(ctx, ev.split, random.Random(0))
@@ -74,15 +79,17 @@ def evaluate_run(
         if not examples:
             results[name] = {"n": 0, "note": f"no {ev.split} examples for this dataset"}
             continue
-        template = fam.eval_template(ev.template_split)
+        chosen = ev.templates.get(name)
+        template = fam.template_named(chosen) if chosen else fam.eval_template(ev.template_split)
         sources = [template.render(e.fields, e.target)[0] for e in examples]
         t0 = time.time()
-        metrics = fam.evaluate(engine, ctx, examples, sources, options)
+        metrics = fam.evaluate(engine, ctx, examples, sources, {**options, "template": template})
         seconds = time.time() - t0
         base_name, base_metrics = fam.baseline(ctx, examples, options)
         results[name] = {
             "n": len(examples),
             "template": template.id,
+            "template_source": template.source,
             "model": metrics,
             "baseline": {"name": base_name, "metrics": base_metrics},
             "seconds": round(seconds, 2),

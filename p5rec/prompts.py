@@ -27,7 +27,14 @@ import yaml
 
 from p5rec.resources import resource_dir
 
-__all__ = ["PromptError", "Template", "load_queries", "load_templates", "prompts_dir"]
+__all__ = [
+    "PromptError",
+    "Template",
+    "check_source",
+    "load_queries",
+    "load_templates",
+    "prompts_dir",
+]
 
 
 class PromptError(ValueError):
@@ -165,6 +172,21 @@ def load_queries(family: str, directory: str | Path | None = None) -> list[str]:
     return [q.strip() for q in queries]
 
 
+def check_source(
+    source: str, required: Collection[str], optional: Collection[str], where: str
+) -> None:
+    """Raise PromptError (naming ``where``) unless ``source`` is a template source text that
+    uses every ``required`` placeholder and no others than those and ``optional``."""
+    used = _fields(source, where + " source")
+    allowed = set(required) | set(optional)
+    unknown = sorted(set(used) - allowed)
+    if unknown:
+        raise PromptError(f"{where}: unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}")
+    missing = sorted(set(required) - set(used))
+    if missing:
+        raise PromptError(f"{where}: source must use placeholder(s) {missing}")
+
+
 def load_templates(
     family: str,
     required: Collection[str],
@@ -186,7 +208,6 @@ def load_templates(
     entries = blob.get("templates")
     if not isinstance(entries, list) or not entries:
         raise PromptError(f"{path}: 'templates' must be a non-empty list")
-    allowed = set(required) | set(optional)
     templates: list[Template] = []
     for n, entry in enumerate(entries):
         where = f"{path} template #{n + 1}"
@@ -200,15 +221,7 @@ def load_templates(
         if entry["split"] not in ("seen", "unseen"):
             raise PromptError(f"{where}: split must be 'seen' or 'unseen'")
         source, target = str(entry["source"]), str(entry["target"])
-        used = _fields(source, where + " source")
-        unknown = sorted(set(used) - allowed)
-        if unknown:
-            raise PromptError(
-                f"{where}: unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}"
-            )
-        missing = sorted(set(required) - set(used))
-        if missing:
-            raise PromptError(f"{where}: source must use placeholder(s) {missing}")
+        check_source(source, required, optional, where)
         if _fields(target, where + " target") != ["target"]:
             raise PromptError(f"{where}: target must contain {{target}} exactly once, nothing else")
         if exact_target and target != "{target}":

@@ -56,6 +56,21 @@ def test_errors_are_clear(tmp_path, capsys, tiny_run):
     assert "not a prepared dataset" in capsys.readouterr().err
 
 
+def test_evaluate_with_another_template(tiny_run, tiny_data, capsys):
+    """p5rec evaluate --template FAMILY=TEMPLATE evaluates that family with a source text
+    (or a template id); a value without FAMILY= is a usage error."""
+    text = "How many stars would {user} give {item}?"
+    overrides = [f"data.path={tiny_data}", "eval.max_examples=4"]
+    args = ["evaluate", str(tiny_run), *overrides, "--families", "rating", "--split", "valid"]
+    assert main([*args, "--template", f"rating={text}"]) == 0
+    report = json.loads((tiny_run / "metrics.json").read_text())
+    assert report["results"]["rating"]["template_source"] == text
+    assert report["config"]["eval"]["templates"] == {"rating": text}
+    with pytest.raises(SystemExit):
+        main([*args, "--template", "rating"])
+    assert "expected FAMILY=TEMPLATE" in capsys.readouterr().err
+
+
 def test_recommend_json(tiny_run, capsys):
     assert main(["recommend", str(tiny_run), "--user", "user_0001", "-k", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -1,5 +1,6 @@
 """Tiny train -> evaluate -> recommend."""
 
+import dataclasses
 import json
 
 import pytest
@@ -41,6 +42,47 @@ def test_evaluate_writes_metrics_for_every_family(tiny_run, tiny_data):
     assert report["git_commit"] is None or len(report["git_commit"]) == 40
     table = format_table(report)
     assert "next_item" in table and "hr@10" in table and "rmse" in table
+
+
+def test_evaluate_with_chosen_templates(tiny_run, tiny_data):
+    """eval.templates evaluates a family with one of its templates by id (the same metrics
+    as eval.template_split picking it) or with a source text; the report names the template
+    and its source. A text without a required placeholder, an unknown id and a family not
+    evaluated are errors that name the problem."""
+    from p5rec.prompts import PromptError
+    from p5rec.tasks import get_family
+
+    base = (f"data.path={tiny_data}", "eval.max_examples=6")
+    unseen = evaluate_run(
+        tiny_run, tiny_config(*base, "eval.template_split=unseen"), ["rating"], progress=False
+    )["results"]["rating"]
+    rating = get_family("rating")
+    chosen = tiny_config(*base, f"eval.templates={{rating: {rating.eval_template('unseen').id}}}")
+    by_id = evaluate_run(tiny_run, chosen, ["rating", "sentiment"], progress=False)["results"]
+    assert by_id["rating"]["model"] == unseen["model"]
+    assert by_id["rating"]["template"] == unseen["template"] == rating.eval_template("unseen").id
+    assert by_id["sentiment"]["template"] == get_family("sentiment").eval_template("seen").id
+    text = "Stars from {user} for {item}, please?"
+    cfg = dataclasses.replace(
+        chosen, eval=dataclasses.replace(chosen.eval, templates={"rating": text})
+    )
+    custom = evaluate_run(tiny_run, cfg, ["rating"], progress=False)["results"]["rating"]
+    assert custom["template"] == "custom" and custom["template_source"] == text
+    assert custom["model"]["rmse"] != unseen["model"]["rmse"]
+    assert json.loads((tiny_run / "metrics.json").read_text())["results"]["rating"] == custom
+    for spec, message in (
+        ("Stars from {user}?", r"must use placeholder\(s\) \['item'\]"),
+        ("rating-99", "neither a template id"),
+    ):
+        cfg = dataclasses.replace(
+            chosen, eval=dataclasses.replace(chosen.eval, templates={"rating": spec})
+        )
+        with pytest.raises(PromptError, match=message):
+            evaluate_run(tiny_run, cfg, ["rating"], progress=False)
+    with pytest.raises(ConfigError, match=r"not evaluated: \['rating'\]"):
+        evaluate_run(tiny_run, chosen, ["sentiment"], progress=False)
+    with pytest.raises(ConfigError, match="eval.templates: unknown families"):
+        tiny_config("eval.templates={ratings: rating-1}")
 
 
 def test_recommend(tiny_run, tiny_ctx):

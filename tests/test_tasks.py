@@ -148,8 +148,8 @@ def test_multilabel_category_keeps_labels_likelier_than_their_training_share():
             answers = ["Comedy", "Comedy", "Action > Comedy", "Drama"]
             return [Example("category", {}, a) for a in answers]
 
-        def eval_template(self, split):
-            return Template("c", "category", split, "{item_title}", "{target}")
+        def template_of(self, options):
+            return Template("c", "category", options["template_split"], "{item_title}", "{target}")
 
     class Fixed:
         def score_texts(self, sources, options):

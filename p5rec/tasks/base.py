@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from p5rec.data.corpus import Corpus
 from p5rec.data.splits import Splits
 from p5rec.indexing import ItemIndex
-from p5rec.prompts import Template, load_templates
+from p5rec.prompts import PromptError, Template, check_source, load_templates
 
 if TYPE_CHECKING:
     from p5rec.generation import Engine
@@ -204,6 +204,27 @@ class TaskFamily:
     def eval_template(self, split: str = "seen") -> Template:
         """The template evaluation uses: the first of the given split."""
         return next(t for t in self.templates if t.split == split)
+
+    def template_of(self, options: dict[str, Any]) -> Template:
+        """The template an evaluation's ``options`` name: ``options["template"]`` when
+        given (``eval.templates``), else the first of ``options["template_split"]``."""
+        return options.get("template") or self.eval_template(options["template_split"])
+
+    def template_named(self, spec: str) -> Template:
+        """One of the family's templates by id, or else a template whose source text is
+        ``spec`` (placeholders checked as in a template file; the target of the family's
+        first seen template), with the id ``custom``."""
+        for template in self.templates:
+            if template.id == spec:
+                return template
+        if "{" not in spec:
+            ids = [t.id for t in self.templates]
+            raise PromptError(
+                f"{self.name}: {spec!r} is neither a template id ({', '.join(ids)}) nor a "
+                f"source text with placeholders such as {{{self.required[0]}}}"
+            )
+        check_source(spec, self.required, self.optional, f"{self.name} template {spec!r}")
+        return Template("custom", self.name, "custom", spec, self.eval_template("seen").target)
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         """Examples of ``split`` ("train", "valid" or "test"); ``rng`` may vary per epoch."""

@@ -55,7 +55,7 @@ def lifted_labels(family, engine, ctx, sources: list[str], options: dict) -> lis
     prior = {
         lab: sum(answers[a] for a, s in zip(names, sets) if lab in s) / total for lab in labels
     }
-    template = family.eval_template(options["template_split"])
+    template = family.template_of(options)
     texts = [template.render_target(a) for a in names]
     preds = []
     for start in range(0, len(sources), options["batch_size"]):

@@ -34,7 +34,7 @@ class Explanation(TaskFamily):
         ]
 
     def predict(self, engine, ctx, examples, sources, options) -> list[str]:
-        template = self.eval_template(options["template_split"])
+        template = self.template_of(options)
         hyps = []
         for start in range(0, len(sources), options["batch_size"]):
             hyps += generate(engine, sources[start : start + options["batch_size"]], template)

@@ -19,7 +19,7 @@ def softmax(scores: list[float]) -> list[float]:
 
 def decode_labels(family, engine, sources: list[str], options: dict) -> list[str]:
     """Greedy-decode ``sources`` and invert the evaluation template's target text."""
-    template = family.eval_template(options["template_split"])
+    template = family.template_of(options)
     preds = []
     for start in range(0, len(sources), options["batch_size"]):
         texts = engine.generate_text(sources[start : start + options["batch_size"]], 24)
@@ -67,7 +67,7 @@ def rank_labels(
 def closed_set_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
     """The first label of :func:`rank_labels` per source (:func:`prior_corrected` decides)."""
     counts = train_label_counts(family, ctx)
-    template = family.eval_template(options["template_split"])
+    template = family.template_of(options)
     preds = []
     for start in range(0, len(sources), options["batch_size"]):
         batch = sources[start : start + options["batch_size"]]

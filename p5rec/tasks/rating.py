@@ -62,7 +62,7 @@ class Rating(TaskFamily):
     def predict(self, engine, ctx, examples, sources, options) -> list[tuple]:
         """Per example: the expected rating (probability-weighted over the training rating
         values, one forward pass) and the greedily decoded rating (None if unparsable)."""
-        template = self.eval_template(options["template_split"])
+        template = self.template_of(options)
         values = train_rating_values(ctx)
         out = []
         bs = options["batch_size"]
