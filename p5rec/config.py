@@ -237,6 +237,10 @@ class TasksConfig:
     ``template_noise``: the probability that a word of a training template's own text is
     dropped or replaced by a random vocabulary word (``Template.render_noisy``), for
     robustness to unseen wording; 0 renders templates as written.
+    ``template_noise_max``: > 0: each training example draws its noise rate uniformly
+    between ``template_noise`` and this, so that some prompts keep their wording and others
+    lose most of it, as an unseen template shares few words with the seen ones; 0: every
+    example uses ``template_noise``.
     ``template_insert``: the probability that a kept word of a training template's own text
     is followed by an extra random vocabulary word, for robustness to unseen templates
     that say more than the seen ones (unfamiliar words around the placeholders and just
@@ -268,6 +272,7 @@ class TasksConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     balancing: str = "fixed"
     template_noise: float = 0.0
+    template_noise_max: float = 0.0
     template_insert: float = 0.0
     template_shuffle: float = 0.0
     max_review_words: int = 128
@@ -277,6 +282,10 @@ class TasksConfig:
 
     def __post_init__(self) -> None:
         _check(0 <= self.template_noise < 1, "tasks.template_noise must be in [0, 1)")
+        _check(
+            self.template_noise_max == 0 or self.template_noise <= self.template_noise_max < 1,
+            "tasks.template_noise_max must be 0 (off) or in [tasks.template_noise, 1)",
+        )
         _check(0 <= self.template_insert < 1, "tasks.template_insert must be in [0, 1)")
         _check(0 <= self.template_shuffle <= 1, "tasks.template_shuffle must be in [0, 1]")
         _check(self.max_review_words >= 0, "tasks.max_review_words must be >= 0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -457,6 +458,38 @@ def test_template_insert_lengthens_the_epoch_prompts(tiny_data):
     assert sorted(p.target for p in plain) == sorted(p.target for p in inserted)
     assert not any("qqq" in p.source for p in plain)
     assert sum("qqq" in p.source for p in inserted) >= 30
+
+
+def test_template_noise_max_draws_a_noise_rate_per_example(tiny_data):
+    """tasks.template_noise_max: each example's template noise rate is drawn between
+    tasks.template_noise and it, so an epoch holds prompts with their wording intact and
+    prompts that lost most of it (a fixed rate of the same mean gives neither extreme as
+    often); the setting must not be below template_noise."""
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    rating = get_family("rating")
+    literal = " ".join(t for t, *_ in string.Formatter().parse(rating.eval_template().source))
+    words = {w for w in literal.split() if w.isalpha()}  # the template's own whole words
+
+    def kept_shares(*extra):
+        cfg = tiny_config(
+            f"data.path={tiny_data}",
+            "tasks.families=[rating]",
+            "tasks.samples={rating: 200}",
+            "tasks.templates={rating: [rating-1]}",
+            *extra,
+        )
+        pairs = epoch_pairs(cfg, build_context(cfg, tiny_data), [rating], 0, ["qqq"])
+        return [len(words & set(p.source.split())) / len(words) for p in pairs]
+
+    ranged = kept_shares("tasks.template_noise_max=0.9")
+    fixed = kept_shares("tasks.template_noise=0.45")
+    assert len(words) >= 8
+    assert sum(k >= 0.9 for k in ranged) > 2 * sum(k >= 0.9 for k in fixed)
+    assert sum(k < 0.4 for k in ranged) > 2 * sum(k < 0.4 for k in fixed)
+    with pytest.raises(ConfigError, match="template_noise_max"):
+        tiny_config("tasks.template_noise=0.3", "tasks.template_noise_max=0.2")
 
 
 def test_tasks_templates_trains_only_the_named_templates(tiny_data):

@@ -286,7 +286,8 @@ def train(
     optimizer = torch.optim.AdamW(groups, weight_decay=tc.weight_decay)
 
     world, rank, accum = accelerator.num_processes, accelerator.process_index, tc.grad_accum_steps
-    noisy = cfg.tasks.template_noise or cfg.tasks.template_insert
+    tasks = cfg.tasks
+    noisy = tasks.template_noise or tasks.template_noise_max or tasks.template_insert
     words = noise_words(tokenizer) if noisy else []
     batches = epoch_batches(cfg, ctx, families, 0, words)
     if not batches:

@@ -128,9 +128,11 @@ def epoch_pairs(
 ) -> list[Pair]:
     """The epoch's examples: a seeded sample per family (label-balanced for a ``balanced``
     family under ``tasks.balance_labels``), each rendered with a seen template drawn per
-    example (with ``tasks.template_noise`` and ``tasks.template_insert``, noise words from
-    ``words``, and ``tasks.template_shuffle``), shuffled together."""
+    example (with ``tasks.template_noise``, per example up to ``tasks.template_noise_max``,
+    and ``tasks.template_insert``, noise words from ``words``, and
+    ``tasks.template_shuffle``), shuffled together."""
     noise, reorder = cfg.tasks.template_noise, cfg.tasks.template_shuffle
+    noise_max = cfg.tasks.template_noise_max
     insert = cfg.tasks.template_insert
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
     pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
@@ -151,8 +153,9 @@ def epoch_pairs(
         templates = training_templates(cfg, fam)
         for ex in chosen:
             template = rng.choice(templates)
+            rate = rng.uniform(noise, noise_max) if noise_max else noise
             rendered = template.render_noisy(
-                ex.fields, ex.target, rng, noise, words, reorder, insert
+                ex.fields, ex.target, rng, rate, words, reorder, insert
             )
             pairs.append(Pair(*rendered, f))
     rng.shuffle(pairs)
