@@ -363,6 +363,9 @@ class TrainConfig:
     # than data.max_history, on the windows of max_history items before it): every training
     # target once per pass over the examples, as SASRec trains, instead of every prefix.
     history_windows: bool = False
+    # > 0: add this weight times the squared error of the expected value (the rating
+    # family's score tokens) to the cross-entropy (p5rec.training.expectation)
+    expectation_loss: float = 0.0
     max_source_length: int = 512
     max_target_length: int = 32
     eval_every: int = 0  # steps between validations (0: after every epoch)
@@ -395,6 +398,7 @@ class TrainConfig:
         _check(self.samples_per_epoch >= 0, "train.samples_per_epoch must be >= 0")
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1) (0: off)")
+        _check(self.expectation_loss >= 0, "train.expectation_loss must be >= 0 (0: off)")
         _check(
             self.scheduler in ("linear", "cosine", "constant"),
             "train.scheduler must be linear, cosine or constant",

@@ -44,6 +44,7 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         ("train.epochs=1.5", "expected an integer"),
         ("train.resume=maybe", "true or false"),
         ("train.epochs=0", "train.epochs must be >= 1"),
+        ("train.expectation_loss=-1", "train.expectation_loss must be >= 0"),
         ("model.finetune=half", "'full' or 'lora'"),
         ("eval.num_beams=5", "must be >= the largest K"),
         ("tasks.families=[next_item, weather]", "unknown.*weather"),

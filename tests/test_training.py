@@ -4,6 +4,7 @@ task mixture and its joint loss, validation and early stopping, bad input."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import string
 import subprocess
@@ -849,3 +850,71 @@ def test_history_windows_trains_one_example_per_user(tiny_data):
     assert len({p.target for p in pairs}) > 1 and len({p.source for p in pairs}) == len(longest)
     with pytest.raises(ConfigError, match="history_windows needs"):
         tiny_config(f"data.path={tiny_data}", "train.history_windows=true")
+
+
+def test_expectation_loss_adds_the_hand_computed_squared_error():
+    """At a value token of a numeric family: weight * (E - y)^2 with E over the value
+    tokens' probabilities; 0 at other tokens and in other families."""
+    from p5rec.training.expectation import ExpectationLoss
+
+    extra = ExpectationLoss(2.0, families=[1], token_ids=[3, 4], values=[1.0, 5.0], vocab_size=6)
+    logits = torch.zeros(4, 6)
+    logits[0, 4] = math.log(3.0)  # p(1 star) = 1/4, p(5 stars) = 3/4: E = 4
+    labels = torch.tensor([3, 4, 4, 5])
+    families = torch.tensor([1, 1, 0, 1])
+    out = extra(logits, labels, families)
+    assert torch.allclose(out, torch.tensor([2.0 * 9.0, 2.0 * 4.0, 0.0, 0.0]))
+
+
+def test_expectation_loss_finds_the_rating_value_tokens(tiny_run, tiny_ctx):
+    from transformers import AutoTokenizer
+
+    from p5rec.tasks import get_family
+    from p5rec.tasks.rating import train_rating_values
+    from p5rec.training.expectation import expectation_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
+    families = [get_family("next_item"), get_family("rating")]
+    extra = expectation_loss(0.5, families, tiny_ctx, tok)
+    assert extra.families.tolist() == [1]
+    values = train_rating_values(tiny_ctx)  # the synthetic corpus: 2 to 5 stars
+    assert extra.values.tolist() == values and len(values) >= 3
+    assert tok.convert_ids_to_tokens(extra.ids.tolist()) == [f"{v:g}" for v in values]
+    assert expectation_loss(0.0, families, tiny_ctx, tok) is None
+    with pytest.raises(ConfigError, match="numeric targets"):
+        expectation_loss(0.5, families[:1], tiny_ctx, tok)
+
+
+def test_expectation_loss_refuses_a_value_of_several_tokens(tiny_run, tiny_ctx, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from p5rec.tasks import get_family
+    from p5rec.training.expectation import expectation_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
+    rating = get_family("rating")
+    monkeypatch.setattr(type(rating), "numeric_targets", lambda self, ctx: {"4": 4, "4.5": 4.5})
+    with pytest.raises(ConfigError, match="'4.5' is"):
+        expectation_loss(1.0, [rating], tiny_ctx, tok)
+
+
+def test_token_losses_add_the_expectation_loss_at_the_rating_value_token(tiny_run, tiny_data):
+    """The squared error is added at the rating row's value token and nowhere else."""
+    from transformers import AutoTokenizer
+
+    from p5rec.modeling import build_model
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+    from p5rec.training.expectation import expectation_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
+    cfg = tiny_config(f"data.path={tiny_data}", "model.arch=llama", "model.dropout=0")
+    ctx = build_context(cfg, tiny_data)
+    extra = expectation_loss(1.0, [get_family("next_item"), get_family("rating")], ctx, tok)
+    model = build_model(cfg.model, tok).eval()
+    batch = Collator(tok, 64, 8)([Pair("user_1 bought a b", "<a_1>", 0), Pair("rate", "4", 1)])
+    plain, mask = token_losses(model, batch)
+    added, _ = token_losses(model, batch, extra)
+    diff = added - plain
+    assert diff[0].abs().sum() == 0  # the next-item row: nothing added
+    assert (diff[1] > 0).sum() == 1  # the rating row: at its value token only

@@ -226,6 +226,11 @@ class TaskFamily:
         check_source(spec, self.required, self.optional, f"{self.name} template {spec!r}")
         return Template("custom", self.name, "custom", spec, self.eval_template("seen").target)
 
+    def numeric_targets(self, ctx: TaskContext) -> dict[str, float] | None:
+        """A family whose targets are numbers: each target text and its value (the model's
+        expected value over them is then a prediction; ``train.expectation_loss``)."""
+        return None
+
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         """Examples of ``split`` ("train", "valid" or "test"); ``rng`` may vary per epoch."""
         raise NotImplementedError

@@ -45,6 +45,9 @@ class Rating(TaskFamily):
     required = ("item",)
     optional = ("user", "item_title", "history", "rated_history", "user_ratings", "item_ratings")
 
+    def numeric_targets(self, ctx: TaskContext) -> dict[str, float]:
+        return {format_rating(v): v for v in train_rating_values(ctx)}
+
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         return [
             Example(

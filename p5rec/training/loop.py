@@ -50,6 +50,7 @@ from p5rec.training.checkpoints import (
     save_checkpoint,
 )
 from p5rec.training.context import build_context, git_commit, tokenizer_texts
+from p5rec.training.expectation import expectation_loss
 from p5rec.training.mixture import (
     Collator,
     TaskLoss,
@@ -277,6 +278,7 @@ def train(
         item_ids=item_ids,
         history_families=history if tc.history_loss else (),
     )
+    expectation = expectation_loss(tc.expectation_loss, families, ctx, tokenizer)
     task_loss = TaskLoss(
         [cfg.tasks.loss_weight(f.name) for f in families], cfg.tasks.balancing == "uncertainty"
     ).to(accelerator.device)
@@ -499,7 +501,7 @@ def train(
                 torch.manual_seed(_step_seed(tc.seed, step, m * world + rank))
                 sync = m == accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                    loss, mask = token_losses(model, batch)
+                    loss, mask = token_losses(model, batch, expectation)
                     joint, sums, counts = task_loss(loss, mask, batch["family"], normaliser)
                     accelerator.backward(joint)
                 window["sums"] += sums

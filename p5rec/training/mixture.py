@@ -292,7 +292,9 @@ def _mask_to_keep() -> bool:
     return hasattr(modeling_utils, "slice_logits_to_keep")
 
 
-def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def token_losses(
+    model, batch: dict[str, torch.Tensor], extra=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy of the batch's labels (float32) and the label mask, each
     (batch, length); ignored positions are 0.
 
@@ -301,7 +303,8 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     vocabulary (``logits_to_keep`` as a boolean mask, or, on transformers releases that
     take only positions, the positions where any row has a label): with a large item
     vocabulary the output layer dominates the cost, and most positions of a prompt have no
-    label."""
+    label. ``extra`` (an ``ExpectationLoss``) adds a loss per label position, given the
+    positions' logits, labels and families."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if "decoder_input_ids" in batch:
         targets = batch["labels"]
@@ -322,6 +325,9 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
                 logits = logits[:, cols]
             logits = logits[keep[:, cols]]
     picked = torch.nn.functional.cross_entropy(logits.float(), targets[mask], reduction="none")
+    if extra is not None:
+        rows = mask.nonzero()[:, 0]
+        picked = picked + extra(logits, targets[mask], batch["family"].to(rows.device)[rows])
     loss = torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device)
     loss[mask] = picked
     return loss, mask
