@@ -21,9 +21,10 @@ from p5rec.tasks import TaskContext, TaskFamily
 __all__ = ["ExpectationLoss", "expectation_loss"]
 
 
-class ExpectationLoss:
+class ExpectationLoss(torch.nn.Module):
     """Per label position, ``weight * (E - y) ** 2`` for value tokens of numeric families
-    (0 elsewhere). ``token_ids[i]`` is the one token of the value ``values[i]``."""
+    (0 elsewhere). ``token_ids[i]`` is the one token of the value ``values[i]``. Its
+    tensors are buffers: move it to the training device once (``.to(device)``)."""
 
     def __init__(
         self,
@@ -33,26 +34,27 @@ class ExpectationLoss:
         values: Sequence[float],
         vocab_size: int,
     ) -> None:
+        super().__init__()
         self.weight = weight
-        self.families = torch.tensor(list(families))
-        self.ids = torch.tensor(list(token_ids))
-        self.values = torch.tensor(list(values), dtype=torch.float32)
-        self.lookup = torch.full((vocab_size,), float("nan"))
-        self.lookup[self.ids] = self.values
+        ids = torch.tensor(list(token_ids))
+        lookup = torch.full((vocab_size,), float("nan"))
+        lookup[ids] = torch.tensor(list(values), dtype=torch.float32)
+        self.register_buffer("families", torch.tensor(list(families)), persistent=False)
+        self.register_buffer("ids", ids, persistent=False)
+        self.register_buffer("values", lookup[ids], persistent=False)
+        self.register_buffer("lookup", lookup, persistent=False)
 
-    def __call__(
+    def forward(
         self, logits: torch.Tensor, labels: torch.Tensor, families: torch.Tensor
     ) -> torch.Tensor:
         """``logits`` (positions, vocab) at the label positions, their ``labels`` and each
         position's family index; returns the added loss per position (float32)."""
-        device = logits.device
-        y = self.lookup.to(device)[labels]
-        picked = ~torch.isnan(y) & torch.isin(families, self.families.to(device))
-        extra = torch.zeros(labels.shape, dtype=torch.float32, device=device)
+        y = self.lookup[labels]
+        picked = ~torch.isnan(y) & torch.isin(families, self.families)
+        extra = torch.zeros(labels.shape, dtype=torch.float32, device=logits.device)
         if picked.any():
-            probs = torch.softmax(logits[picked][:, self.ids.to(device)].float(), dim=-1)
-            expected = probs @ self.values.to(device)
-            extra[picked] = self.weight * (expected - y[picked]) ** 2
+            probs = torch.softmax(logits[picked][:, self.ids].float(), dim=-1)
+            extra[picked] = self.weight * (probs @ self.values - y[picked]) ** 2
         return extra
 
 

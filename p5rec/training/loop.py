@@ -279,6 +279,8 @@ def train(
         history_families=history if tc.history_loss else (),
     )
     expectation = expectation_loss(tc.expectation_loss, families, ctx, tokenizer)
+    if expectation is not None:
+        expectation = expectation.to(accelerator.device)
     task_loss = TaskLoss(
         [cfg.tasks.loss_weight(f.name) for f in families], cfg.tasks.balancing == "uncertainty"
     ).to(accelerator.device)
