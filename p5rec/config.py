@@ -220,7 +220,7 @@ class ModelConfig:
         _check(self.lora_r >= 1, "model.lora_r must be >= 1")
 
 
-USER_TEXTS = ("id", "generic")
+USER_TEXTS = ("id", "generic", "token")
 
 
 @dataclass(frozen=True)
@@ -255,10 +255,12 @@ class TasksConfig:
     epoch's examples in equal numbers per label, so a rare class gets as much training as a
     frequent one; their decision is then the plain most probable label.
     ``user_text``: how the ``{user}`` placeholder renders: ``id`` (the dataset's user
-    ID) or ``generic`` ("the user" for everyone). A model trained from scratch cannot read
-    anything from an ID string (each one occurs only in that user's examples, and a
-    reviewer ID such as A00414041RD0BXM6WK0GX is some twenty tokens of noise); the history
-    and rating placeholders carry what is known about the user.
+    ID), ``generic`` ("the user" for everyone) or ``token`` (each user of the training
+    data has a token of their own, ``<user_ID>``, added to the tokenizer like the item
+    tokens; a user unknown to the training data is "the user"). A model trained from
+    scratch cannot read anything from an ID string (each one occurs only in that user's
+    examples, and a reviewer ID such as A00414041RD0BXM6WK0GX is some twenty tokens of
+    noise); a user token is one learned embedding per user, as matrix factorisation has.
     ``templates``: the seen template ids a family trains on (default: all its seen
     templates); the list must include the family's first seen template, the one seen-split
     evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids). A

@@ -1,4 +1,5 @@
-"""Tokenizer and backbone: a local tokenizer or one trained on the corpus, plus item tokens;
+"""Tokenizer and backbone: a local tokenizer or one trained on the corpus, plus item (and
+user) tokens;
 T5 or a decoder-only LM built from the config or loaded from a checkpoint; optional LoRA."""
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ def _train_sentencepiece(texts: Iterable[str], vocab_size: int, directory: Path)
 def build_tokenizer(
     cfg: TokenizerConfig,
     texts: Iterable[str],
-    item_tokens: Sequence[str],
+    new_tokens: Sequence[str],
     checkpoint: str | None = None,
 ):
     """A local tokenizer directory (``cfg.path``, else the ``checkpoint``'s own tokenizer),
     or SentencePiece trained on ``texts``.
 
-    Item tokens are added as special tokens, so they are never split or normalised.
+    ``new_tokens`` (item tokens, and user tokens with ``tasks.user_text: token``) are added
+    as special tokens, so they are never split or normalised.
     """
     from transformers import AutoTokenizer, T5Tokenizer
 
@@ -82,7 +84,7 @@ def build_tokenizer(
         with tempfile.TemporaryDirectory() as tmp:
             _train_sentencepiece(texts, cfg.vocab_size, Path(tmp))
             tokenizer = T5Tokenizer.from_pretrained(tmp, extra_ids=0)
-    add_item_tokens(tokenizer, item_tokens)
+    add_item_tokens(tokenizer, new_tokens)
     return tokenizer
 
 
@@ -215,7 +217,7 @@ def _from_sizes(cfg: ModelConfig, tokenizer, max_positions: int):
 def build_model(
     cfg: ModelConfig,
     tokenizer,
-    item_token_ids: Sequence[int] = (),
+    new_token_ids: Sequence[int] = (),
     max_positions: int = 1024,
     seed: int = 0,
 ):
@@ -246,7 +248,7 @@ def build_model(
     if cfg.hidden_dropout:
         add_hidden_dropout(model, cfg.hidden_dropout)
     if cfg.finetune == "lora":
-        model = apply_lora(model, cfg, item_token_ids)
+        model = apply_lora(model, cfg, new_token_ids)
     return model
 
 
@@ -310,9 +312,10 @@ def check_lora_targets(model, targets: Sequence[str]) -> None:
         )
 
 
-def apply_lora(model, cfg: ModelConfig, item_token_ids: Sequence[int]):
-    """Wrap ``model`` in LoRA adapters; the item-token rows of the embedding train too
-    (the tie to the output layer is kept), every other weight is frozen."""
+def apply_lora(model, cfg: ModelConfig, new_token_ids: Sequence[int]):
+    """Wrap ``model`` in LoRA adapters; the rows of the added (item and user) tokens in the
+    embedding train too (the tie to the output layer is kept), every other weight is
+    frozen."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = list(cfg.lora_target_modules) or None  # None: peft's default for the arch
@@ -320,13 +323,13 @@ def apply_lora(model, cfg: ModelConfig, item_token_ids: Sequence[int]):
         check_lora_targets(model, targets)
     encoder_decoder = bool(model.config.is_encoder_decoder)
     rows = None
-    if item_token_ids:
-        rows = {embedding_module_name(model): list(item_token_ids)}
+    if new_token_ids:
+        rows = {embedding_module_name(model): list(new_token_ids)}
         output = model.get_output_embeddings()
         if output is not None and output.weight is not model.get_input_embeddings().weight:
-            # untied output layer (many causal LMs): its item rows must train as well
+            # untied output layer (many causal LMs): its new rows must train as well
             name = next(n for n, m in model.named_modules() if m is output)
-            rows[name.rsplit(".", 1)[-1]] = list(item_token_ids)
+            rows[name.rsplit(".", 1)[-1]] = list(new_token_ids)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,

@@ -49,7 +49,7 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         ("eval.num_beams=5", "must be >= the largest K"),
         ("tasks.families=[next_item, weather]", "unknown.*weather"),
         ("data.review_split=[0.5, 0.1, 0.1]", "summing to 1"),
-        ("tasks.user_text=anonymous", r"tasks.user_text must be one of \('id', 'generic'\)"),
+        ("tasks.user_text=anonymous", r"user_text must be one of \('id', 'generic', 'token'\)"),
         ("train", "expected key.sub=value"),
     ],
 )

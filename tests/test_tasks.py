@@ -1,3 +1,4 @@
+import dataclasses
 import random
 
 import pytest
@@ -228,7 +229,7 @@ def test_generic_user_text_hides_user_ids_in_every_family(tiny_ctx, monkeypatch)
     for name, fam in FAMILIES.items():
         ex = fam.examples(ctx, "test", random.Random(0))[0]
         assert ex.fields.get("user", "x") != GENERIC_USER, name
-    monkeypatch.setattr(ctx, "generic_user", True)
+    monkeypatch.setattr(ctx, "user_mode", "generic")
     for name, fam in FAMILIES.items():
         if "user" not in (*fam.required, *fam.optional):
             continue
@@ -236,3 +237,28 @@ def test_generic_user_text_hides_user_ids_in_every_family(tiny_ctx, monkeypatch)
             assert ex.fields["user"] == GENERIC_USER, name
             if "user" in ex.meta:
                 assert ex.meta["user"] in ctx.sequences
+
+
+def test_user_tokens_render_each_training_user_as_its_own_token(tiny_cfg, tiny_data):
+    """tasks.user_text=token: every family's {user} is the user's token; only users with
+    training data have one, and any other user is "the user"."""
+    from p5rec.tasks.base import GENERIC_USER, user_token
+    from p5rec.training import build_context
+
+    ctx = build_context(
+        dataclasses.replace(tiny_cfg, tasks=dataclasses.replace(tiny_cfg.tasks, user_text="token")),
+        tiny_data,
+    )
+    assert ctx.user_mode == "token"
+    assert set(ctx.user_tokens) == set(ctx.sequences)  # every synthetic user trains
+    first = min(ctx.user_tokens)
+    assert ctx.user_tokens[first] == f"<user_{first}>"
+    for name, fam in FAMILIES.items():
+        if "user" not in (*fam.required, *fam.optional):
+            continue
+        for ex in fam.examples(ctx, "test", random.Random(0))[:5]:
+            user = ex.meta.get("user") or ctx.corpus.interactions[ex.meta["event"]].user
+            assert ex.fields["user"] == user_token(user) == ctx.user_tokens[user], name
+    assert ctx.user_text("someone new") == GENERIC_USER
+    with pytest.raises(ValueError, match="'a b'.*whitespace"):
+        user_token("a b")

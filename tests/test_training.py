@@ -918,3 +918,35 @@ def test_token_losses_add_the_expectation_loss_at_the_rating_value_token(tiny_ru
     diff = added - plain
     assert diff[0].abs().sum() == 0  # the next-item row: nothing added
     assert (diff[1] > 0).sum() == 1  # the rating row: at its value token only
+
+
+def test_user_tokens_are_added_and_trained(tmp_path, tiny_data):
+    """tasks.user_text=token: the run's tokenizer holds one token per training user,
+    prompts carry it as a single id, training moves its embedding row, and the run
+    evaluates with it."""
+    from transformers import AutoTokenizer
+
+    from p5rec.evaluation import evaluate_run
+    from p5rec.modeling import build_model
+    from p5rec.training import build_context
+
+    cfg = tiny_config(
+        f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16", "tasks.user_text=token"
+    )
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    ctx = build_context(cfg, tiny_data)
+    tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
+    tokens = list(ctx.user_tokens.values())
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    assert len(set(ids)) == len(tokens) and tokenizer.unk_token_id not in ids
+    assert tokenizer(f"Stars from {tokens[0]} for it?")["input_ids"].count(ids[0]) == 1
+    tc = cfg.train
+    positions = tc.max_source_length + tc.max_target_length
+    start = build_model(cfg.model, tokenizer, (), positions, tc.seed)  # the run's initial model
+    start_rows = start.get_input_embeddings().weight[ids]
+    trained_rows = load_trained(run)[0].get_input_embeddings().weight[ids]
+    moved = (trained_rows - start_rows).abs().sum(-1) > 0
+    assert moved.float().mean() > 0.5  # the users of the epoch's sampled examples trained
+    report = evaluate_run(run, cfg, ["rating"], progress=False)
+    assert report["results"]["rating"]["n"] == 8

@@ -20,9 +20,27 @@ from p5rec.prompts import PromptError, Template, check_source, load_templates
 if TYPE_CHECKING:
     from p5rec.generation import Engine
 
-__all__ = ["Example", "FAMILIES", "GENERIC_USER", "TaskContext", "TaskFamily", "register"]
+__all__ = [
+    "Example",
+    "FAMILIES",
+    "GENERIC_USER",
+    "TaskContext",
+    "TaskFamily",
+    "register",
+    "user_token",
+]
 
 GENERIC_USER = "the user"  # the {user} placeholder of an anonymous prompt
+
+
+def user_token(user: str) -> str:
+    """The token of a user of the training data (``tasks.user_text: token``)."""
+    if not user or any(c.isspace() or c in "<>" for c in user):
+        raise ValueError(
+            f"user id {user!r} cannot be a token (tasks.user_text: token needs ids without "
+            "whitespace or angle brackets; use id or generic)"
+        )
+    return f"<user_{user}>"
 
 
 @dataclass(frozen=True)
@@ -47,11 +65,25 @@ class TaskContext:
     manifest: dict[str, Any] = field(default_factory=dict)  # of the processed dataset
     max_review_words: int = 0  # longer reviews keep their head and tail (0: no limit)
     balance_labels: bool = False  # balanced families train on label-balanced samples
-    generic_user: bool = False  # {user} renders as GENERIC_USER (tasks.user_text: generic)
+    user_mode: str = "id"  # how {user} renders: tasks.user_text (id, generic or token)
 
     def user_text(self, user: str) -> str:
-        """The ``{user}`` placeholder's value for ``user``."""
-        return GENERIC_USER if self.generic_user else user
+        """The ``{user}`` placeholder's value for ``user``: the dataset's id, "the user", or
+        the user's own token (a user without one, unknown to the training data, is then
+        "the user")."""
+        if self.user_mode == "token":
+            return self.user_tokens.get(user, GENERIC_USER)
+        return GENERIC_USER if self.user_mode == "generic" else user
+
+    @cached_property
+    def user_tokens(self) -> dict[str, str]:
+        """Each user of the training data (a training next-item history or a training
+        review) and their token (``tasks.user_text: token``; empty in the other modes)."""
+        if self.user_mode != "token":
+            return {}
+        users = {u for u, s in self.sequences.items() if len(s) > 2}
+        users.update(self.corpus.interactions[n].user for n in self.train_reviews)
+        return {u: user_token(u) for u in sorted(users)}
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)

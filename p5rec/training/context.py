@@ -57,7 +57,7 @@ def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> Ta
         manifest,
         cfg.tasks.max_review_words,
         cfg.tasks.balance_labels,
-        cfg.tasks.user_text == "generic",
+        cfg.tasks.user_text,
     )
 
 

@@ -175,7 +175,7 @@ def _tokenizer_and_index(cfg, run_dir, data_dir, accelerator, fresh: bool, progr
             tokenizer = build_tokenizer(
                 cfg.tokenizer,
                 tokenizer_texts(ctx, families),
-                ctx.index.tokens,
+                [*ctx.index.tokens, *ctx.user_tokens.values()],
                 checkpoint_tokenizer,
             )
             if cfg.tokenizer.path and checkpoint_tokenizer:
@@ -263,8 +263,9 @@ def train(
             )
 
     item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
+    user_ids = tokenizer.convert_tokens_to_ids(list(ctx.user_tokens.values()))
     positions = tc.max_source_length + tc.max_target_length
-    model = build_model(cfg.model, tokenizer, item_ids, positions, tc.seed)
+    model = build_model(cfg.model, tokenizer, [*item_ids, *user_ids], positions, tc.seed)
     encoder_decoder = bool(model.config.is_encoder_decoder)
     start = model.config.decoder_start_token_id if encoder_decoder else None
     if tc.history_loss and encoder_decoder:
