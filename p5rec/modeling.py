@@ -1,6 +1,6 @@
 """Tokenizer and backbone: a local tokenizer or one trained on the corpus, plus item (and
-user) tokens;
-T5 or a decoder-only LM built from the config or loaded from a checkpoint; optional LoRA."""
+user) tokens; T5 or a decoder-only LM built from the config or loaded from a checkpoint;
+optional LoRA."""
 
 from __future__ import annotations
 
@@ -89,11 +89,11 @@ def build_tokenizer(
 
 
 def add_item_tokens(tokenizer, item_tokens: Sequence[str]) -> list[int]:
-    """Add item tokens (those not yet present) and return the ids of all of them."""
+    """Add item (or user) tokens, those not yet present, and return the ids of all of them."""
     tokenizer.add_tokens(list(item_tokens), special_tokens=True)
     ids = tokenizer.convert_tokens_to_ids(list(item_tokens))
     if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
-        raise ValueError("an item token could not be added to the tokenizer")
+        raise ValueError("a token could not be added to the tokenizer")
     return ids
 
 
