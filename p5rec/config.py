@@ -241,6 +241,11 @@ class TasksConfig:
     between ``template_noise`` and this, so that some prompts keep their wording and others
     lose most of it, as an unseen template shares few words with the seen ones; 0: every
     example uses ``template_noise``.
+    ``noise_ranges``: a family's own noise rates, ``[low, high]``: each of its training
+    examples draws its rate uniformly between them, in place of ``template_noise`` and
+    ``template_noise_max`` (e.g. ``{candidate_ranking: [0.0, 0.8]}``: wide noise for the
+    one family whose unseen template is far from its seen ones); a family not trained
+    ignores its entry.
     ``template_insert``: the probability that a kept word of a training template's own text
     is followed by an extra random vocabulary word, for robustness to unseen templates
     that say more than the seen ones (unfamiliar words around the placeholders and just
@@ -275,6 +280,7 @@ class TasksConfig:
     balancing: str = "fixed"
     template_noise: float = 0.0
     template_noise_max: float = 0.0
+    noise_ranges: dict[str, tuple[float, ...]] = field(default_factory=dict)
     template_insert: float = 0.0
     template_shuffle: float = 0.0
     max_review_words: int = 128
@@ -288,6 +294,13 @@ class TasksConfig:
             self.template_noise_max == 0 or self.template_noise <= self.template_noise_max < 1,
             "tasks.template_noise_max must be 0 (off) or in [tasks.template_noise, 1)",
         )
+        for family, bounds in self.noise_ranges.items():
+            _check(family in FAMILIES, f"tasks.noise_ranges: unknown family {family!r}")
+            _check(
+                len(bounds) == 2 and 0 <= bounds[0] <= bounds[1] < 1,
+                f"tasks.noise_ranges.{family} must be [low, high] with 0 <= low <= high < 1, "
+                f"got {list(bounds)}",
+            )
         _check(0 <= self.template_insert < 1, "tasks.template_insert must be in [0, 1)")
         _check(0 <= self.template_shuffle <= 1, "tasks.template_shuffle must be in [0, 1]")
         _check(self.max_review_words >= 0, "tasks.max_review_words must be >= 0")
@@ -311,6 +324,19 @@ class TasksConfig:
             self.balancing in ("fixed", "uncertainty"),
             "tasks.balancing must be fixed or uncertainty",
         )
+
+    def noise_range(self, family: str) -> tuple[float, float | None]:
+        """(low, high) template-noise rate of a family's training examples, each drawing
+        its rate between them; high None: every example at low."""
+        if family in self.noise_ranges:
+            low, high = self.noise_ranges[family]
+            return low, high
+        return self.template_noise, self.template_noise_max or None
+
+    @property
+    def noisy(self) -> bool:
+        """Whether any training template is rendered with noise or insertions."""
+        return bool(self.template_insert) or any(any(self.noise_range(f)) for f in self.families)
 
     def share(self, family: str) -> float:
         return float(self.mixture.get(family, 1.0))

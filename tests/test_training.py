@@ -493,6 +493,48 @@ def test_template_noise_max_draws_a_noise_rate_per_example(tiny_data):
         tiny_config("tasks.template_noise=0.3", "tasks.template_noise_max=0.2")
 
 
+def test_noise_ranges_give_one_family_its_own_noise_rates(tiny_data):
+    """tasks.noise_ranges: a family's [low, high] replaces template_noise and
+    template_noise_max for that family only (the same prompts as the global range when it is
+    the only family); the other families keep the global setting; bad entries are named."""
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    rating, category = get_family("rating"), get_family("category")
+
+    def config(*extra, families=(rating,)):
+        names = ",".join(f.name for f in families)
+        samples = ", ".join(f"{f.name}: 100" for f in families)
+        return tiny_config(
+            f"data.path={tiny_data}",
+            f"tasks.families=[{names}]",
+            f"tasks.samples={{{samples}}}",
+            *extra,
+        )
+
+    def pairs(*extra, families=(rating,)):
+        cfg = config(*extra, families=families)
+        return epoch_pairs(cfg, build_context(cfg, tiny_data), list(families), 0, ["qqq"])
+
+    assert pairs("tasks.noise_ranges={rating: [0.0, 0.9]}") == pairs("tasks.template_noise_max=0.9")
+    both = (rating, category)
+    assert not config(families=both).tasks.noisy
+    ranged = config("tasks.noise_ranges={category: [0.0, 0.9]}", families=both)
+    assert ranged.tasks.noisy  # training draws noise words for it
+    mixed = pairs("tasks.noise_ranges={category: [0.0, 0.9]}", families=both)
+    plain = pairs(families=both)
+    assert len(mixed) == len(plain) == 200
+    noisy = [p for p in mixed if p.family == 1 and "qqq" in p.source]
+    assert len(noisy) > 20
+    assert not any("qqq" in p.source for p in mixed if p.family == 0)
+    # a family not trained ignores its entry (single-family ablations keep the config)
+    assert pairs("tasks.noise_ranges={category: [0.0, 0.9]}") == pairs()
+    with pytest.raises(ConfigError, match="unknown family 'weather'"):
+        tiny_config("tasks.noise_ranges={weather: [0.0, 0.5]}")
+    with pytest.raises(ConfigError, match=r"noise_ranges.rating must be \[low, high\]"):
+        tiny_config("tasks.noise_ranges={rating: [0.5, 0.2]}")
+
+
 def test_tasks_templates_trains_only_the_named_templates(tiny_data):
     """tasks.templates restricts a family's training prompts to the named seen templates,
     each of them used; the other families keep all theirs."""

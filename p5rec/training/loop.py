@@ -292,8 +292,7 @@ def train(
 
     world, rank, accum = accelerator.num_processes, accelerator.process_index, tc.grad_accum_steps
     tasks = cfg.tasks
-    noisy = tasks.template_noise or tasks.template_noise_max or tasks.template_insert
-    words = noise_words(tokenizer) if noisy else []
+    words = noise_words(tokenizer) if tasks.noisy else []
     batches = epoch_batches(cfg, ctx, families, 0, words)
     if not batches:
         raise ConfigError(

@@ -128,11 +128,10 @@ def epoch_pairs(
 ) -> list[Pair]:
     """The epoch's examples: a seeded sample per family (label-balanced for a ``balanced``
     family under ``tasks.balance_labels``), each rendered with a seen template drawn per
-    example (with ``tasks.template_noise``, per example up to ``tasks.template_noise_max``,
-    and ``tasks.template_insert``, noise words from ``words``, and
-    ``tasks.template_shuffle``), shuffled together."""
-    noise, reorder = cfg.tasks.template_noise, cfg.tasks.template_shuffle
-    noise_max = cfg.tasks.template_noise_max
+    example (with ``tasks.template_noise``, per example up to ``tasks.template_noise_max``
+    or within the family's ``tasks.noise_ranges``, and ``tasks.template_insert``, noise
+    words from ``words``, and ``tasks.template_shuffle``), shuffled together."""
+    reorder = cfg.tasks.template_shuffle
     insert = cfg.tasks.template_insert
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
     pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
@@ -151,9 +150,10 @@ def epoch_pairs(
         else:
             chosen = _draw(pool, n, rng)
         templates = training_templates(cfg, fam)
+        low, high = cfg.tasks.noise_range(fam.name)
         for ex in chosen:
             template = rng.choice(templates)
-            rate = rng.uniform(noise, noise_max) if noise_max else noise
+            rate = rng.uniform(low, high) if high is not None else low
             rendered = template.render_noisy(
                 ex.fields, ex.target, rng, rate, words, reorder, insert
             )
