@@ -329,8 +329,7 @@ class TasksConfig:
         """(low, high) template-noise rate of a family's training examples, each drawing
         its rate between them; high None: every example at low."""
         if family in self.noise_ranges:
-            low, high = self.noise_ranges[family]
-            return low, high
+            return tuple(self.noise_ranges[family])
         return self.template_noise, self.template_noise_max or None
 
     @property

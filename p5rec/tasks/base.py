@@ -81,7 +81,7 @@ class TaskContext:
         review) and their token (``tasks.user_text: token``; empty in the other modes)."""
         if self.user_mode != "token":
             return {}
-        users = {u for u, s in self.sequences.items() if len(s) > 2}
+        users = {u for u, items in self.train_interacted.items() if items}
         users.update(self.corpus.interactions[n].user for n in self.train_reviews)
         return {u: user_token(u) for u in sorted(users)}
 
