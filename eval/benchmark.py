@@ -264,6 +264,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             # (train.mixed_precision=bf16; this CPU has avx512_bf16) trains 1.2 to 1.4 times
             # as many samples per second, but 5300 steps in the budget scored 0.0400, 0.245
             # against 0.0421, 0.244 for float32 (4090 steps, side by side), so float32 stays.
+            # torch.compile (inductor, dynamic shapes; one job alone, 300 steps) trains 1.15
+            # times the samples per second once compiled, after about 35 s of compiling: a
+            # few percent more steps in the budget, so it is not used.
             # The unseen category template (14% below seen on test, both seeds), validation
             # seen / unseen, against this definition's 0.0421 / 0.0414 next item and 0.244 /
             # 0.195 category macro-F1 (one seed each): tasks.template_insert=0.3 0.0397 /
@@ -277,7 +280,8 @@ BENCHMARKS: dict[str, Benchmark] = {
             # split: best NDCG@10 0.0416 in its 4 minutes, 0.0424 in 9); a third family
             # answering an item's title with its token (title-to-ID alignment for the item
             # embeddings; 12,000 examples per epoch, 5800 steps) 0.0390 / 0.0376, 0.209 /
-            # 0.204; item labels
+            # 0.204; model.dropout=0.3 in the longer run 0.0405 / 0.0409, 0.253 / 0.223;
+            # item labels
             # scored against the item tokens alone (the catalogue softmax, as SASRec CE; a
             # patched loss, the output layer projecting those positions onto the item rows)
             # trains 1.21 times the samples per second alone but 1.06 times beside a second
