@@ -283,11 +283,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             # 0.204; model.dropout=0.3 in the longer run 0.0405 / 0.0409, 0.253 / 0.223;
             # item labels scored against the item tokens alone (the catalogue softmax, as
             # SASRec CE; a patched loss, the output layer projecting those positions onto the
-            # item rows)
-            # trains 1.21 times the samples per second alone but 1.06 times beside a second
-            # job, and with 5200 planned steps (4430 in the budget) scored 0.0410 / 0.0408,
-            # 0.254 / 0.186; weights averaged (train.ema_decay=0.999, whose warm-up keeps
-            # about the last 450 of 4000 steps) 0.0425 / 0.0417, 0.240 / 0.184. None kept.
+            # item rows) trains 1.21 times the samples per second alone but 1.06 times beside
+            # a second job, and with 5200 planned steps (4430 in the budget) scored 0.0410 /
+            # 0.0408, 0.254 / 0.186; weights averaged (train.ema_decay=0.999, whose warm-up
+            # keeps about the last 450 of 4000 steps) 0.0425 / 0.0417, 0.240 / 0.184. None
+            # kept.
             "model.d_model=64",
             "model.d_ff=128",
             "model.num_heads=2",
