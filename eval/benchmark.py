@@ -286,8 +286,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             # item rows) trains 1.21 times the samples per second alone but 1.06 times beside
             # a second job, and with 5200 planned steps (4430 in the budget) scored 0.0410 /
             # 0.0408, 0.254 / 0.186; weights averaged (train.ema_decay=0.999, whose warm-up
-            # keeps about the last 450 of 4000 steps) 0.0425 / 0.0417, 0.240 / 0.184. None
-            # kept.
+            # keeps about the last 450 of 4000 steps) 0.0425 / 0.0417, 0.240 / 0.184, and
+            # for seed 43 0.0411 / 0.0408, 0.256 / 0.221 against 0.0411 / 0.0405, 0.255 /
+            # 0.215 without (the cosine's end leaves little to average). None kept.
             "model.d_model=64",
             "model.d_ff=128",
             "model.num_heads=2",
