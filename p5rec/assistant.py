@@ -99,7 +99,7 @@ class Assistant:
         from p5rec.config import load_config
         from p5rec.generation import Engine
         from p5rec.modeling import load_trained
-        from p5rec.training import build_context
+        from p5rec.training import build_context, check_context_tokens
 
         run_dir = Path(run_dir)
         self.run_dir = run_dir
@@ -111,6 +111,7 @@ class Assistant:
         if not data_dir:
             raise RequestError(f"{run_dir}: no dataset to serve from (set data.path=DIR)")
         self.ctx = build_context(self.cfg, data_dir, index)
+        check_context_tokens(self.ctx, tokenizer, str(run_dir))
         self.families = list(self.cfg.tasks.families)
         self.store = None  # a serving.HistoryStore: feedback extends histories
         self.engine = Engine(

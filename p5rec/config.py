@@ -221,6 +221,7 @@ class ModelConfig:
 
 
 USER_TEXTS = ("id", "generic", "token")
+RATING_TEXTS = ("digits", "token")
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,12 @@ class TasksConfig:
     scratch cannot read anything from an ID string (each one occurs only in that user's
     examples, and a reviewer ID such as A00414041RD0BXM6WK0GX is some twenty tokens of
     noise); a user token is one learned embedding per user, as matrix factorisation has.
+    ``rating_text``: how the rating means and counts of ``{user_ratings}`` and
+    ``{item_ratings}`` render: ``digits`` ("average 4.2 of 12 ratings") or ``token`` (one
+    added token per mean, to a tenth of a star, and per count bucket: "average <avg_4.2>
+    of <ratings_10-14> ratings"). A model trained from scratch reads a digit string slowly
+    (the value hangs on the digit after the point); a value token is one learned embedding,
+    as a feature of a regression is one weight.
     ``templates``: the seen template ids a family trains on (default: all its seen
     templates); the list must include the family's first seen template, the one seen-split
     evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids). A
@@ -286,6 +293,7 @@ class TasksConfig:
     max_review_words: int = 128
     balance_labels: bool = False
     user_text: str = "id"
+    rating_text: str = "digits"
     templates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -320,6 +328,7 @@ class TasksConfig:
             repeated = sorted({i for i in ids if ids.count(i) > 1})
             _check(not repeated, f"tasks.templates.{family} repeats {repeated}")
         _check(self.user_text in USER_TEXTS, f"tasks.user_text must be one of {USER_TEXTS}")
+        _check(self.rating_text in RATING_TEXTS, f"tasks.rating_text must be one of {RATING_TEXTS}")
         _check(
             self.balancing in ("fixed", "uncertainty"),
             "tasks.balancing must be fixed or uncertainty",

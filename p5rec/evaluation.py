@@ -15,7 +15,7 @@ from p5rec.config import ConfigError, ExperimentConfig, config_hash, to_dict
 from p5rec.generation import Engine
 from p5rec.modeling import load_trained
 from p5rec.tasks import get_family
-from p5rec.training import build_context, git_commit
+from p5rec.training import build_context, check_context_tokens, git_commit
 
 __all__ = ["evaluate_run", "format_table", "hardware"]
 
@@ -47,6 +47,7 @@ def evaluate_run(
     model, tokenizer, index = load_trained(run_dir)
     data_dir = cfg.data.path or run_info.get("data_dir") or run_dir / "data"
     ctx = build_context(cfg, data_dir, index)
+    check_context_tokens(ctx, tokenizer, str(run_dir))
     trained_on, fingerprint = run_info.get("data_fingerprint"), ctx.manifest["fingerprint"]
     if trained_on and trained_on != fingerprint:
         raise ConfigError(

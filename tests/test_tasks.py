@@ -200,6 +200,51 @@ def test_rating_summary_hand_computed(tiny_ctx, monkeypatch):
     assert ctx.rating_summary("user", e.user, n).startswith(alone)
 
 
+def test_rating_count_tokens_bucket_counts():
+    from p5rec.tasks.base import count_token, mean_token
+
+    assert [count_token(c) for c in (1, 4, 5, 6, 7, 9, 10, 199, 200, 5000)] == [
+        "<ratings_1>",
+        "<ratings_4>",
+        "<ratings_5-6>",
+        "<ratings_5-6>",
+        "<ratings_7-9>",
+        "<ratings_7-9>",
+        "<ratings_10-14>",
+        "<ratings_100-199>",
+        "<ratings_200+>",
+        "<ratings_200+>",
+    ]
+    assert (mean_token(4.5), mean_token(4.0), mean_token(11 / 3)) == (
+        "<avg_4.5>",
+        "<avg_4.0>",
+        "<avg_3.7>",
+    )
+    with pytest.raises(ValueError, match="count >= 1"):
+        count_token(0)
+
+
+def test_rating_summary_as_tokens(tiny_ctx, monkeypatch):
+    """tasks.rating_text=token: the mean and the count are one token each, every one of
+    them in ``number_tokens`` (a tenth of a star across the rating range, the buckets)."""
+    ctx = tiny_ctx
+    assert ctx.number_tokens == []  # digits: nothing to add
+    monkeypatch.setattr(ctx, "rating_mode", "token")
+    monkeypatch.setitem(ctx.rating_totals["item"], "hand", (9.0, 2))  # ratings 4 and 5
+    assert ctx.rating_summary("item", "hand") == "average <avg_4.5> of <ratings_2> ratings"
+    assert ctx.rating_summary("item", "no such item") == "no ratings yet"
+    tokens = ctx.__class__.number_tokens.func(ctx)
+    assert len(tokens) == len(set(tokens)) == 41 + 12  # 1.0 .. 5.0, twelve buckets
+    assert tokens[0] == "<avg_1.0>" and "<avg_5.0>" in tokens and "<ratings_200+>" in tokens
+    for n in ctx.splits.reviews["train"]:
+        e = ctx.corpus.interactions[n]
+        for kind, key in (("user", e.user), ("item", e.item)):
+            text = ctx.rating_summary(kind, key, n)
+            if text != "no ratings yet":
+                _, mean, _, count, _ = text.split()
+                assert mean in tokens and count in tokens
+
+
 def test_long_reviews_keep_their_head_and_tail(tiny_ctx, monkeypatch):
     ctx = tiny_ctx
     words = [f"w{i}" for i in range(10)]

@@ -992,3 +992,37 @@ def test_user_tokens_are_added_and_trained(tmp_path, tiny_data):
     assert moved.float().mean() > 0.5  # the users of the epoch's sampled examples trained
     report = evaluate_run(run, cfg, ["rating"], progress=False)
     assert report["results"]["rating"]["n"] == 8
+
+
+def test_rating_number_tokens_are_added_and_checked(tmp_path, tiny_data):
+    """tasks.rating_text=token: the run's tokenizer holds every mean and count token, a
+    rating prompt carries them as single ids, the run evaluates with them, and evaluating
+    it under digits-trained settings (or the other way round) is refused."""
+    from transformers import AutoTokenizer
+
+    from p5rec.evaluation import evaluate_run
+    from p5rec.training import build_context
+
+    cfg = tiny_config(
+        f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16", "tasks.rating_text=token"
+    )
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    ctx = build_context(cfg, tiny_data)
+    tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
+    ids = tokenizer.convert_tokens_to_ids(ctx.number_tokens)
+    assert len(set(ids)) == len(ctx.number_tokens) and tokenizer.unk_token_id not in ids
+    n = ctx.splits.reviews["train"][0]
+    e = ctx.corpus.interactions[n]
+    summary = ctx.rating_summary("item", e.item)  # its own rating included: never empty
+    _, mean, _, count, _ = summary.split()
+    encoded = tokenizer(summary, add_special_tokens=False)["input_ids"]
+    assert {tokenizer.convert_tokens_to_ids(t) for t in (mean, count)} <= set(encoded)
+    report = evaluate_run(run, cfg, ["rating"], progress=False)
+    assert report["results"]["rating"]["n"] == 8
+
+    digits = tiny_config(f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16")
+    plain = tmp_path / "plain"
+    train(digits, plain, progress=False)
+    with pytest.raises(ConfigError, match="tokenizer has no token '<avg_"):
+        evaluate_run(plain, cfg, ["rating"], progress=False)

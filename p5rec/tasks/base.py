@@ -6,7 +6,9 @@ family's name. A family registers itself in ``FAMILIES`` by name (the config cho
 
 from __future__ import annotations
 
+import math
 import random
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +28,8 @@ __all__ = [
     "GENERIC_USER",
     "TaskContext",
     "TaskFamily",
+    "count_token",
+    "mean_token",
     "register",
     "user_token",
 ]
@@ -41,6 +45,28 @@ def user_token(user: str) -> str:
             "whitespace or angle brackets; use id or generic)"
         )
     return f"<user_{user}>"
+
+
+# bucket lower bounds of the rating-count tokens (``tasks.rating_text: token``)
+COUNT_BUCKETS = (1, 2, 3, 4, 5, 7, 10, 15, 25, 50, 100, 200)
+
+
+def mean_token(mean: float) -> str:
+    """The token of a mean rating, to one decimal (``tasks.rating_text: token``): ``<avg_4.2>``."""
+    return f"<avg_{mean:.1f}>"
+
+
+def count_token(count: int) -> str:
+    """The token of a rating count's bucket (``COUNT_BUCKETS``; ``tasks.rating_text: token``):
+    ``<ratings_3>``, ``<ratings_5-6>``, ..., ``<ratings_200+>``."""
+    if count < 1:
+        raise ValueError(f"a rating count token needs a count >= 1, got {count}")
+    i = bisect_right(COUNT_BUCKETS, count) - 1
+    low = COUNT_BUCKETS[i]
+    if i + 1 == len(COUNT_BUCKETS):
+        return f"<ratings_{low}+>"
+    high = COUNT_BUCKETS[i + 1] - 1
+    return f"<ratings_{low}>" if low == high else f"<ratings_{low}-{high}>"
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,7 @@ class TaskContext:
     max_review_words: int = 0  # longer reviews keep their head and tail (0: no limit)
     balance_labels: bool = False  # balanced families train on label-balanced samples
     user_mode: str = "id"  # how {user} renders: tasks.user_text (id, generic or token)
+    rating_mode: str = "digits"  # how rating means and counts render: tasks.rating_text
 
     def user_text(self, user: str) -> str:
         """The ``{user}`` placeholder's value for ``user``: the dataset's id, "the user", or
@@ -84,6 +111,16 @@ class TaskContext:
         users = {u for u, items in self.train_interacted.items() if items}
         users.update(self.corpus.interactions[n].user for n in self.train_reviews)
         return {u: user_token(u) for u in sorted(users)}
+
+    @cached_property
+    def number_tokens(self) -> list[str]:
+        """The tokens of mean ratings (every tenth of the corpus's rating range) and of
+        rating-count buckets (``tasks.rating_text: token``; empty with ``digits``)."""
+        if self.rating_mode != "token":
+            return []
+        lo, hi = self.corpus.rating_range
+        tenths = range(math.floor(lo * 10), math.ceil(hi * 10) + 1)
+        return [mean_token(k / 10) for k in tenths] + [count_token(c) for c in COUNT_BUCKETS]
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)
@@ -157,12 +194,17 @@ class TaskContext:
 
     def rating_summary(self, kind: str, key: str, n: int | None = None) -> str:
         """The mean and count of the training-split ratings of a user or an item (``kind``)
-        other than interaction ``n``'s ("average 4.2 of 12 ratings"): a training example
-        never sees its own rating."""
+        other than interaction ``n``'s ("average 4.2 of 12 ratings", or with ``tasks.
+        rating_text: token`` "average <avg_4.2> of <ratings_10-14> ratings"): a training
+        example never sees its own rating."""
         total, count = self.rating_totals[kind].get(key, (0.0, 0))
         if n is not None and n in self.train_reviews:
             total, count = total - self.corpus.interactions[n].rating, count - 1
-        return f"average {total / count:.1f} of {count} ratings" if count else "no ratings yet"
+        if not count:
+            return "no ratings yet"
+        if self.rating_mode == "token":
+            return f"average {mean_token(total / count)} of {count_token(count)} ratings"
+        return f"average {total / count:.1f} of {count} ratings"
 
     @cached_property
     def train_reviews(self) -> frozenset[int]:

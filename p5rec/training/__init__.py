@@ -3,6 +3,7 @@ validation, checkpoints and the training log."""
 
 from p5rec.training.context import (
     build_context,
+    check_context_tokens,
     check_split_settings,
     git_commit,
     scheme_input,
@@ -12,6 +13,7 @@ from p5rec.training.loop import train
 
 __all__ = [
     "build_context",
+    "check_context_tokens",
     "check_split_settings",
     "git_commit",
     "scheme_input",

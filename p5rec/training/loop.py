@@ -49,7 +49,12 @@ from p5rec.training.checkpoints import (
     publish_dir,
     save_checkpoint,
 )
-from p5rec.training.context import build_context, git_commit, tokenizer_texts
+from p5rec.training.context import (
+    build_context,
+    check_context_tokens,
+    git_commit,
+    tokenizer_texts,
+)
 from p5rec.training.expectation import expectation_loss
 from p5rec.training.mixture import (
     Collator,
@@ -175,7 +180,7 @@ def _tokenizer_and_index(cfg, run_dir, data_dir, accelerator, fresh: bool, progr
             tokenizer = build_tokenizer(
                 cfg.tokenizer,
                 tokenizer_texts(ctx, families),
-                [*ctx.index.tokens, *ctx.user_tokens.values()],
+                [*ctx.index.tokens, *ctx.user_tokens.values(), *ctx.number_tokens],
                 checkpoint_tokenizer,
             )
             if cfg.tokenizer.path and checkpoint_tokenizer:
@@ -194,6 +199,7 @@ def _tokenizer_and_index(cfg, run_dir, data_dir, accelerator, fresh: bool, progr
         else:
             ctx = build_context(cfg, data_dir, ItemIndex.load(run_dir / "item_index.json"))
             tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+            check_context_tokens(ctx, tokenizer, str(run_dir))
     return ctx, tokenizer, families
 
 
@@ -263,9 +269,10 @@ def train(
             )
 
     item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
-    user_ids = tokenizer.convert_tokens_to_ids(list(ctx.user_tokens.values()))
+    # user and number tokens: new rows too (trainable with LoRA, like the item rows)
+    other_ids = tokenizer.convert_tokens_to_ids([*ctx.user_tokens.values(), *ctx.number_tokens])
     positions = tc.max_source_length + tc.max_target_length
-    model = build_model(cfg.model, tokenizer, [*item_ids, *user_ids], positions, tc.seed)
+    model = build_model(cfg.model, tokenizer, [*item_ids, *other_ids], positions, tc.seed)
     encoder_decoder = bool(model.config.is_encoder_decoder)
     start = model.config.decoder_start_token_id if encoder_decoder else None
     if tc.history_loss and encoder_decoder:
