@@ -962,23 +962,26 @@ def test_token_losses_add_the_expectation_loss_at_the_rating_value_token(tiny_ru
     assert (diff[1] > 0).sum() == 1  # the rating row: at its value token only
 
 
+def _trained_tiny(run, tiny_data, *overrides):
+    """A tiny decoder-only run trained with ``overrides``: its config, directory, dataset
+    context and saved tokenizer."""
+    from transformers import AutoTokenizer
+
+    from p5rec.training import build_context
+
+    cfg = tiny_config(f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16", *overrides)
+    train(cfg, run, progress=False)
+    return cfg, run, build_context(cfg, tiny_data), AutoTokenizer.from_pretrained(run / "tokenizer")
+
+
 def test_user_tokens_are_added_and_trained(tmp_path, tiny_data):
     """tasks.user_text=token: the run's tokenizer holds one token per training user,
     prompts carry it as a single id, training moves its embedding row, and the run
     evaluates with it."""
-    from transformers import AutoTokenizer
-
     from p5rec.evaluation import evaluate_run
     from p5rec.modeling import build_model
-    from p5rec.training import build_context
 
-    cfg = tiny_config(
-        f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16", "tasks.user_text=token"
-    )
-    run = tmp_path / "run"
-    train(cfg, run, progress=False)
-    ctx = build_context(cfg, tiny_data)
-    tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
+    cfg, run, ctx, tokenizer = _trained_tiny(tmp_path / "run", tiny_data, "tasks.user_text=token")
     tokens = list(ctx.user_tokens.values())
     ids = tokenizer.convert_tokens_to_ids(tokens)
     assert len(set(ids)) == len(tokens) and tokenizer.unk_token_id not in ids
@@ -996,20 +999,11 @@ def test_user_tokens_are_added_and_trained(tmp_path, tiny_data):
 
 def test_rating_number_tokens_are_added_and_checked(tmp_path, tiny_data):
     """tasks.rating_text=token: the run's tokenizer holds every mean and count token, a
-    rating prompt carries them as single ids, the run evaluates with them, and evaluating
-    it under digits-trained settings (or the other way round) is refused."""
-    from transformers import AutoTokenizer
-
+    rating prompt carries them as single ids, the run evaluates with them, and a run
+    trained with digits is refused when evaluated under the token setting."""
     from p5rec.evaluation import evaluate_run
-    from p5rec.training import build_context
 
-    cfg = tiny_config(
-        f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16", "tasks.rating_text=token"
-    )
-    run = tmp_path / "run"
-    train(cfg, run, progress=False)
-    ctx = build_context(cfg, tiny_data)
-    tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
+    cfg, run, ctx, tokenizer = _trained_tiny(tmp_path / "run", tiny_data, "tasks.rating_text=token")
     ids = tokenizer.convert_tokens_to_ids(ctx.number_tokens)
     assert len(set(ids)) == len(ctx.number_tokens) and tokenizer.unk_token_id not in ids
     n = ctx.splits.reviews["train"][0]
@@ -1021,8 +1015,6 @@ def test_rating_number_tokens_are_added_and_checked(tmp_path, tiny_data):
     report = evaluate_run(run, cfg, ["rating"], progress=False)
     assert report["results"]["rating"]["n"] == 8
 
-    digits = tiny_config(f"data.path={tiny_data}", "model.arch=llama", "model.d_kv=16")
-    plain = tmp_path / "plain"
-    train(digits, plain, progress=False)
+    plain = _trained_tiny(tmp_path / "plain", tiny_data)[1]
     with pytest.raises(ConfigError, match="tokenizer has no token '<avg_"):
         evaluate_run(plain, cfg, ["rating"], progress=False)

@@ -202,9 +202,10 @@ class TaskContext:
             total, count = total - self.corpus.interactions[n].rating, count - 1
         if not count:
             return "no ratings yet"
+        mean = total / count
         if self.rating_mode == "token":
-            return f"average {mean_token(total / count)} of {count_token(count)} ratings"
-        return f"average {total / count:.1f} of {count} ratings"
+            return f"average {mean_token(mean)} of {count_token(count)} ratings"
+        return f"average {mean:.1f} of {count} ratings"
 
     @cached_property
     def train_reviews(self) -> frozenset[int]:
