@@ -20,7 +20,8 @@ once). Each job writes ``OUT/NAME/jobs/JOB.json``; a rerun reuses a finished job
 settings (the benchmark's definition, the resolved config, the data) are unchanged; after
 a code change, ``--fresh`` redoes everything. The result is
 ``eval/results/NAME.json`` (schema ``p5rec.benchmark/1``): config, data fingerprint, seed,
-git commit, hardware, wall time, every row and the issue's targets, checked in-run.
+git commit, hardware, wall time, every row and the issue's targets, checked in-run; jobs
+reused from an earlier run are listed with the commit they ran at (``reused_jobs``).
 ``--scale`` multiplies every time budget (0.05 for a smoke run).
 
 ``--seeds N`` repeats every job with N seeds (the p5rec models' ``train.seed`` and the
@@ -474,9 +475,12 @@ def baseline_jobs(items: list[str], others: list[str], sasrec_minutes: float):
 
 
 def _run(kind: str, *args) -> dict:
+    from p5rec.training import git_commit
+
     t0 = time.time()
     out = model_job(*args) if kind == "model" else baseline_job(*args)
     out["seconds"] = round(time.time() - t0, 1)
+    out["git_commit"] = git_commit()  # what a later run that reuses this job reports
     return out
 
 
@@ -633,6 +637,7 @@ def main() -> None:
             jobs[name] = (key, ("baselines", bench, fams, systems, data_dir, seed), minutes)
 
     results: dict[str, dict] = {}
+    reused: list[str] = []
     todo = []
     for name, (key, call, minutes) in jobs.items():
         path = out / "jobs" / f"{name}.json"
@@ -640,6 +645,7 @@ def main() -> None:
             saved = json.loads(path.read_text())
             if saved.get("key") == key:
                 results[name] = saved
+                reused.append(name)
                 print(f"[{name}] reused {path}", flush=True)
                 continue
         todo.append((minutes, name, key, call))
@@ -700,6 +706,9 @@ def main() -> None:
         "notes": bench.notes,
         "models": {name: _with_seeds(results, name, args.seeds) for name in bench.models},
         "job_seconds": {name: res["seconds"] for name, res in results.items()},
+        # jobs saved by an earlier run and the commit each ran at (None: not recorded);
+        # wall_seconds counts only this run's jobs
+        "reused_jobs": {name: results[name].get("git_commit") for name in reused},
         "tasks": tasks,
         "targets": check_targets(bench, tasks),
     }

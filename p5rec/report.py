@@ -185,7 +185,20 @@ def _header_line(result: dict) -> str:
         f"Dataset `{result['dataset']['fingerprint']}` · split {result['split']} · "
         f"{_seeds(result)} · commit `{commit[:7] if commit else 'unknown'}` · "
         f"hardware {_hardware(result['hardware'])} · "
-        f"wall time {result['wall_seconds'] / 60:.1f} min"
+        f"wall time {result['wall_seconds'] / 60:.1f} min{_reuse_note(result)}"
+    )
+
+
+def _reuse_note(result: dict) -> str:
+    """How many of the result's jobs an earlier run trained, and at which commits."""
+    reused = result.get("reused_jobs") or {}
+    if not reused:
+        return ""
+    commits = sorted({f"`{c[:7]}`" if c else "an unrecorded commit" for c in reused.values()})
+    total = len(result.get("job_seconds") or reused)
+    return (
+        f" for this run's jobs; {len(reused)} of {total} jobs reused from earlier runs "
+        f"(commit {', '.join(commits)})"
     )
 
 

@@ -155,6 +155,18 @@ def test_rows_over_several_seeds_show_their_spread():
     assert "| SASRec (CE) | baseline | **0.4500** | 0.1800 | — |" in md  # one seed: no spread
 
 
+def test_reused_jobs_and_their_commits_are_named():
+    r = result()
+    assert "reused" not in render_markdown([r])
+    r["job_seconds"] = {"multitask": 300.0, "multitask-seed1": 290.0, "baselines": 20.0}
+    r["reused_jobs"] = {"multitask": "0123456789abcdef", "baselines": None}
+    md = render_markdown([r])
+    assert (
+        "wall time 10.0 min for this run's jobs; 2 of 3 jobs reused from earlier runs "
+        "(commit `0123456`, an unrecorded commit)"
+    ) in md
+
+
 def test_gpu_name_replaces_platform():
     r = result()
     r["hardware"]["gpu"] = "NVIDIA H100"
