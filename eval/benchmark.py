@@ -477,10 +477,11 @@ def baseline_jobs(items: list[str], others: list[str], sasrec_minutes: float):
 def _run(kind: str, *args) -> dict:
     from p5rec.training import git_commit
 
+    commit = git_commit()  # read as the job starts: the code it runs
     t0 = time.time()
     out = model_job(*args) if kind == "model" else baseline_job(*args)
     out["seconds"] = round(time.time() - t0, 1)
-    out["git_commit"] = git_commit()  # what a later run that reuses this job reports
+    out["git_commit"] = commit  # what a later run that reuses this job reports
     return out
 
 
