@@ -613,6 +613,7 @@ def main() -> None:
     if args.scale != 1.0:
         bench = _scaled(bench, args.scale)
     start = time.time()
+    commit = git_commit()  # read as the run starts, as each job reads its own
     data_dir = prepare_data(bench)
     fingerprint = json.loads((data_dir / "manifest.json").read_text())["fingerprint"]
     out = ROOT / args.out / args.name
@@ -695,7 +696,7 @@ def main() -> None:
         "seed": main_cfg["train"]["seed"],
         "baseline_seed": args.seed,
         "seeds": args.seeds,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "hardware": {
             **hardware(),
             "workers": workers,
