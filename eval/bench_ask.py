@@ -70,7 +70,10 @@ def main() -> None:
     for split in ("seen", "unseen"):
         template = family.eval_template(split)
         sources = [
-            template.render({"user": ex.user, "history": ctx.history_text(ex.history)}, "")[0]
+            ctx.prompt(
+                family.name,
+                template.render({"user": ex.user, "history": ctx.history_text(ex.history)}, "")[0],
+            )
             for ex in examples
         ]
         rows[f"template {template.id} ({split})"] = {"prompt": template.source, **score(sources)}

@@ -183,7 +183,7 @@ def recall_on_run(run_dir: str, users: int, device: torch.device) -> list[dict]:
     family = get_family("next_item")
     template = family.eval_template("seen")
     examples = family.examples(ctx, "test", random.Random(0))[:users]
-    sources = [template.render(ex.fields, ex.target)[0] for ex in examples]
+    sources = [ctx.prompt(family.name, template.render(ex.fields, ex.target)[0]) for ex in examples]
     items = list(index.codes)
     exact = [
         {items[i] for i in torch.tensor(engine.score_items([src], [items])[0]).topk(10).indices}

@@ -290,6 +290,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             # keeps about the last 450 of 4000 steps) 0.0425 / 0.0417, 0.240 / 0.184, and
             # for seed 43 0.0411 / 0.0408, 0.256 / 0.221 against 0.0411 / 0.0405, 0.255 /
             # 0.215 without (the cosine's end leaves little to average). None kept.
+            # tasks.family_tokens (each prompt after its family's token, as
+            # musical-instruments does), seed 42, against this definition's 0.0421 / 0.0414
+            # and 0.244 / 0.195: 0.0403 / 0.0380, 0.196 / 0.171 (4000 steps in the budget
+            # beside another job): not kept.
             "model.d_model=64",
             "model.d_ff=128",
             "model.num_heads=2",

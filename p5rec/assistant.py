@@ -246,6 +246,7 @@ class Assistant:
             from p5rec.tasks import get_family
 
             source = get_family(family).eval_template("seen").render(fields, "")[0]
+        source = self.ctx.prompt(family, source)
         excluded = frozenset(history or ()) if exclude_seen else frozenset()
         if user is not None and self.store is not None:
             excluded |= self.store.dismissed(user)

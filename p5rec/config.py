@@ -273,6 +273,13 @@ class TasksConfig:
     of <ratings_10-14> ratings"). A model trained from scratch reads a digit string slowly
     (the value hangs on the digit after the point); a value token is one learned embedding,
     as a feature of a regression is one weight.
+    ``family_tokens``: every prompt starts with its family's own added token
+    (``<task_next_item>``, ``<task_rating>``, ...; ``p5rec.tasks.base.family_token``), so
+    the model is told which task it answers and the words around the fields only have to
+    be read, not decoded into a task. Whoever renders a prompt names its family (training,
+    evaluation, the assistant's detected or given task). Off: the task must be inferred
+    from the wording alone, which an unseen template can confuse (an unseen explanation
+    prompt that asks how a user "feels" answered with a sentiment label).
     ``templates``: the seen template ids a family trains on (default: all its seen
     templates); the list must include the family's first seen template, the one seen-split
     evaluation uses (``p5rec.training.mixture.training_templates`` checks the ids). A
@@ -294,6 +301,7 @@ class TasksConfig:
     balance_labels: bool = False
     user_text: str = "id"
     rating_text: str = "digits"
+    family_tokens: bool = False
     templates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

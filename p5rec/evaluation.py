@@ -82,7 +82,7 @@ def evaluate_run(
             continue
         chosen = ev.templates.get(name)
         template = fam.template_named(chosen) if chosen else fam.eval_template(ev.template_split)
-        sources = [template.render(e.fields, e.target)[0] for e in examples]
+        sources = [ctx.prompt(name, template.render(e.fields, e.target)[0]) for e in examples]
         t0 = time.time()
         metrics = fam.evaluate(engine, ctx, examples, sources, {**options, "template": template})
         seconds = time.time() - t0

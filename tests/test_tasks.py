@@ -284,6 +284,21 @@ def test_generic_user_text_hides_user_ids_in_every_family(tiny_ctx, monkeypatch)
                 assert ex.meta["user"] in ctx.sequences
 
 
+def test_family_tokens_prefix_prompts_only_when_on(tiny_cfg, tiny_data):
+    """tasks.family_tokens: a prompt is its rendered source after the family's token, and
+    the context's added tokens include one token per known family; off, neither."""
+    from p5rec.config import FAMILIES as NAMES
+    from p5rec.training import build_context
+
+    plain = build_context(tiny_cfg, tiny_data)
+    assert plain.prompt("rating", "Stars?") == "Stars?" and plain.prompt_tokens == []
+    tasks = dataclasses.replace(tiny_cfg.tasks, family_tokens=True)
+    ctx = build_context(dataclasses.replace(tiny_cfg, tasks=tasks), tiny_data)
+    assert ctx.prompt("rating", "Stars?") == "<task_rating> Stars?"
+    assert ctx.prompt_tokens == [f"<task_{name}>" for name in NAMES]
+    assert ctx.added_tokens[-len(NAMES) :] == ctx.prompt_tokens
+
+
 def test_user_tokens_render_each_training_user_as_its_own_token(tiny_cfg, tiny_data):
     """tasks.user_text=token: every family's {user} is the user's token; only users with
     training data have one, and any other user is "the user"."""

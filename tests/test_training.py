@@ -997,6 +997,52 @@ def test_user_tokens_are_added_and_trained(tmp_path, tiny_data):
     assert report["results"]["rating"]["n"] == 8
 
 
+def test_family_tokens_start_every_prompt(tmp_path, tiny_data, monkeypatch):
+    """tasks.family_tokens: the run's tokenizer holds one token per family; every training
+    prompt, every evaluated one and the assistant's start with their family's token as a
+    single id; a run trained without them is refused under the setting."""
+    from p5rec.assistant import Assistant
+    from p5rec.config import FAMILIES as NAMES
+    from p5rec.evaluation import evaluate_run
+    from p5rec.tasks import get_family
+    from p5rec.tasks.base import family_token
+
+    setting = "tasks.family_tokens=true"
+    cfg, run, ctx, tokenizer = _trained_tiny(tmp_path / "run", tiny_data, setting)
+    ids = tokenizer.convert_tokens_to_ids(ctx.prompt_tokens)
+    assert len(set(ids)) == len(NAMES) and tokenizer.unk_token_id not in ids
+    token_id = dict(zip(ctx.prompt_tokens, ids))
+    fams = [get_family(name) for name in cfg.tasks.families]
+    pairs = epoch_pairs(cfg, ctx, fams, 0, ["qqq"])
+    assert {p.family for p in pairs} == set(range(len(fams)))
+    for p in pairs:
+        token = family_token(fams[p.family].name)
+        assert p.source.startswith(f"{token} ")
+        encoded = tokenizer(p.source, add_special_tokens=False)["input_ids"]
+        assert encoded[0] == token_id[token] and set(encoded).isdisjoint(set(ids) - {encoded[0]})
+
+    seen = []
+    for fam in fams:  # evaluation hands each family its prompts with the token in front
+        original = type(fam).evaluate
+
+        def spy(self, engine, ctx, examples, sources, options, original=original):
+            seen.append((self.name, sources))
+            return original(self, engine, ctx, examples, sources, options)
+
+        monkeypatch.setattr(type(fam), "evaluate", spy)
+    evaluate_run(run, cfg, ["rating", "next_item"], progress=False)
+    assert [name for name, _ in seen] == ["rating", "next_item"]
+    for name, sources in seen:
+        assert sources and all(s.startswith(f"{family_token(name)} ") for s in sources)
+
+    query = Assistant(run).query("rating", user=sorted(ctx.sequences)[0], item=ctx.catalogue[0])
+    assert query.source.startswith("<task_rating> ")
+
+    plain = _trained_tiny(tmp_path / "plain", tiny_data)[1]
+    with pytest.raises(ConfigError, match="tokenizer has no token '<task_"):
+        evaluate_run(plain, cfg, ["rating"], progress=False)
+
+
 def test_rating_number_tokens_are_added_and_checked(tmp_path, tiny_data):
     """tasks.rating_text=token: the run's tokenizer holds every mean and count token, a
     rating prompt carries them as single ids, the run evaluates with them, and a run

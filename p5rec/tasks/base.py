@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from p5rec.config import FAMILIES as FAMILY_NAMES
 from p5rec.data.corpus import Corpus
 from p5rec.data.splits import Splits
 from p5rec.indexing import ItemIndex
@@ -29,6 +30,7 @@ __all__ = [
     "TaskContext",
     "TaskFamily",
     "count_token",
+    "family_token",
     "mean_token",
     "register",
     "user_token",
@@ -45,6 +47,11 @@ def user_token(user: str) -> str:
             "whitespace or angle brackets; use id or generic)"
         )
     return f"<user_{user}>"
+
+
+def family_token(family: str) -> str:
+    """The token that starts every prompt of ``family`` (``tasks.family_tokens``)."""
+    return f"<task_{family}>"
 
 
 # bucket lower bounds of the rating-count tokens (``tasks.rating_text: token``)
@@ -93,6 +100,7 @@ class TaskContext:
     balance_labels: bool = False  # balanced families train on label-balanced samples
     user_mode: str = "id"  # how {user} renders: tasks.user_text (id, generic or token)
     rating_mode: str = "digits"  # how rating means and counts render: tasks.rating_text
+    family_tokens: bool = False  # each prompt starts with its family's token
 
     def user_text(self, user: str) -> str:
         """The ``{user}`` placeholder's value for ``user``: the dataset's id, "the user", or
@@ -121,6 +129,24 @@ class TaskContext:
         lo, hi = self.corpus.rating_range
         tenths = range(math.floor(lo * 10), math.ceil(hi * 10) + 1)
         return [mean_token(k / 10) for k in tenths] + [count_token(c) for c in COUNT_BUCKETS]
+
+    @cached_property
+    def prompt_tokens(self) -> list[str]:
+        """The family tokens the tokenizer adds (``tasks.family_tokens``; empty when off):
+        one per family the config knows, so a run can be asked any of them."""
+        return [family_token(name) for name in FAMILY_NAMES] if self.family_tokens else []
+
+    @property
+    def added_tokens(self) -> list[str]:
+        """The tokens prompts carry that the tokenizer adds besides the item tokens: user,
+        number and family tokens (``tasks.user_text``, ``tasks.rating_text``,
+        ``tasks.family_tokens``; none in their default settings)."""
+        return [*self.user_tokens.values(), *self.number_tokens, *self.prompt_tokens]
+
+    def prompt(self, family: str, source: str) -> str:
+        """The text the model reads for a rendered ``source`` of ``family``: the source,
+        after the family's token when ``tasks.family_tokens`` is on."""
+        return f"{family_token(family)} {source}" if self.family_tokens else source
 
     def item_text(self, item: str) -> str:
         return self.index.text(item)

@@ -59,20 +59,22 @@ def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> Ta
         cfg.tasks.balance_labels,
         cfg.tasks.user_text,
         cfg.tasks.rating_text,
+        cfg.tasks.family_tokens,
     )
 
 
 def check_context_tokens(ctx: TaskContext, tokenizer, where: str) -> None:
-    """Every user and number token the prompts render (``tasks.user_text`` and
-    ``tasks.rating_text: token``) must be a token of ``tokenizer``: a model trained without
-    them would read them as pieces of text it never saw."""
+    """Every user, number and family token the prompts render (``tasks.user_text`` and
+    ``tasks.rating_text: token``, ``tasks.family_tokens``) must be a token of
+    ``tokenizer``: a model trained without them would read them as pieces of text it never
+    saw."""
     vocab = tokenizer.get_vocab()
-    missing = [t for t in (*ctx.user_tokens.values(), *ctx.number_tokens) if t not in vocab]
+    missing = [t for t in ctx.added_tokens if t not in vocab]
     if missing:
         raise ConfigError(
             f"{where}: the tokenizer has no token {missing[0]!r} ({len(missing)} missing); "
-            "the model was trained with other tasks.user_text / tasks.rating_text settings "
-            "than this config's"
+            "the model was trained with other tasks.user_text / tasks.rating_text / "
+            "tasks.family_tokens settings than this config's"
         )
 
 

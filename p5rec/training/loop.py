@@ -180,7 +180,7 @@ def _tokenizer_and_index(cfg, run_dir, data_dir, accelerator, fresh: bool, progr
             tokenizer = build_tokenizer(
                 cfg.tokenizer,
                 tokenizer_texts(ctx, families),
-                [*ctx.index.tokens, *ctx.user_tokens.values(), *ctx.number_tokens],
+                [*ctx.index.tokens, *ctx.added_tokens],
                 checkpoint_tokenizer,
             )
             if cfg.tokenizer.path and checkpoint_tokenizer:
@@ -269,8 +269,8 @@ def train(
             )
 
     item_ids = tokenizer.convert_tokens_to_ids(ctx.index.tokens)
-    # user and number tokens: new rows too (trainable with LoRA, like the item rows)
-    other_ids = tokenizer.convert_tokens_to_ids([*ctx.user_tokens.values(), *ctx.number_tokens])
+    # user, number and family tokens: new rows too (trainable with LoRA, like the item rows)
+    other_ids = tokenizer.convert_tokens_to_ids(ctx.added_tokens)
     positions = tc.max_source_length + tc.max_target_length
     model = build_model(cfg.model, tokenizer, [*item_ids, *other_ids], positions, tc.seed)
     encoder_decoder = bool(model.config.is_encoder_decoder)

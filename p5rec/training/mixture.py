@@ -154,10 +154,10 @@ def epoch_pairs(
         for ex in chosen:
             template = rng.choice(templates)
             rate = rng.uniform(low, high) if high is not None else low
-            rendered = template.render_noisy(
+            source, target = template.render_noisy(
                 ex.fields, ex.target, rng, rate, words, reorder, insert
             )
-            pairs.append(Pair(*rendered, f))
+            pairs.append(Pair(ctx.prompt(fam.name, source), target, f))
     rng.shuffle(pairs)
     return pairs
 

@@ -40,6 +40,7 @@ class Validation:
                 )
             template = fam.eval_template("seen")
             rendered = [template.render(e.fields, e.target) for e in examples]
+            rendered = [(ctx.prompt(fam.name, s), t) for s, t in rendered]
             self.loss_pairs += [Pair(s, t, f) for s, t in rendered]
             if fam.name in scored and examples:
                 loader = DataLoader(list(range(len(examples))), batch_size=cfg.eval.batch_size)
