@@ -90,3 +90,27 @@ def test_merge_seeds_hand_computed(bench):
     assert merged[1]["std"]["rmse"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="biased MF.*1 of 2 seeds"):
         bench.merge_seeds([rows(0.9, 0.8), rows(0.9, 0.8)[:1]])
+
+
+def test_history_slots_measures_the_evaluated_rankings(tiny_run):
+    """eval/history_slots.py: the kept-history metrics are the evaluator's own, and the
+    counts of past items in the top 10 are consistent."""
+    from p5rec.config import load_config
+    from p5rec.evaluation import evaluate_run
+
+    spec = importlib.util.spec_from_file_location(
+        "history_slots", ROOT / "eval" / "history_slots.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.measure(tiny_run, "test")
+    assert 0 <= row["prompt_items_in_top10"] <= row["past_items_in_top10"] <= 10
+    assert 0 <= row["targets_in_past"] <= 1
+    cfg = load_config(tiny_run / "config.yaml", ["eval.max_examples=0"])  # every test user
+    assert cfg.eval.num_beams >= 10 and not cfg.eval.remove_history
+    evaluated = evaluate_run(tiny_run, cfg, ["next_item"], progress=False)
+    assert evaluated["results"]["next_item"]["n"] == row["users"]
+    model = evaluated["results"]["next_item"]["model"]
+    for metric in ("hr@10", "ndcg@10"):
+        assert row["history_kept"][metric] == pytest.approx(model[metric])
+    assert row["history_removed"]["hr@10"] >= 0
