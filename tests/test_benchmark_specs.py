@@ -94,7 +94,7 @@ def test_merge_seeds_hand_computed(bench):
 
 def test_history_slots_measures_the_evaluated_rankings(tiny_run):
     """eval/history_slots.py: the kept-history metrics are the evaluator's own, and the
-    counts of past items in the top 10 are consistent."""
+    counts of past items in the top 10 are consistent, the model's and SASRec's."""
     from p5rec.config import load_config
     from p5rec.evaluation import evaluate_run
 
@@ -103,9 +103,11 @@ def test_history_slots_measures_the_evaluated_rankings(tiny_run):
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    row = module.measure(tiny_run, "test")
-    assert 0 <= row["prompt_items_in_top10"] <= row["past_items_in_top10"] <= 10
-    assert 0 <= row["targets_in_past"] <= 1
+    row = module.measure(tiny_run, "test", sasrec_minutes=0.02)
+    for ranker in (row, row["sasrec_ce"]):
+        assert 0 <= ranker["prompt_items_in_top10"] <= ranker["past_items_in_top10"] <= 10
+        assert ranker["targets_in_past"] == row["targets_in_past"]
+        assert 0 <= ranker["history_removed"]["hr@10"] <= 1
     cfg = load_config(tiny_run / "config.yaml", ["eval.max_examples=0"])  # every test user
     assert cfg.eval.num_beams >= 10 and not cfg.eval.remove_history
     evaluated = evaluate_run(tiny_run, cfg, ["next_item"], progress=False)
@@ -113,4 +115,3 @@ def test_history_slots_measures_the_evaluated_rankings(tiny_run):
     model = evaluated["results"]["next_item"]["model"]
     for metric in ("hr@10", "ndcg@10"):
         assert row["history_kept"][metric] == pytest.approx(model[metric])
-    assert row["history_removed"]["hr@10"] >= 0
