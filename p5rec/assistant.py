@@ -267,7 +267,7 @@ class Assistant:
         fields = {
             "user": self.ctx.user_text(user) if user is not None else GENERIC_USER,
             "history": self.ctx.history_text(history) if history else "nothing yet",
-            "rated_history": self.ctx.rated_text(self.ctx.train_rated.get(user, ()))
+            "rated_history": self.ctx.rated_text(self.ctx.rated_events(user, item))
             or "nothing yet",
             "user_ratings": self.ctx.rating_summary("user", user),
         }

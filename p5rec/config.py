@@ -222,6 +222,7 @@ class ModelConfig:
 
 USER_TEXTS = ("id", "generic", "token")
 RATING_TEXTS = ("digits", "token")
+RATED_HISTORIES = ("recent", "similar")
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,13 @@ class TasksConfig:
     of <ratings_10-14> ratings"). A model trained from scratch reads a digit string slowly
     (the value hangs on the digit after the point); a value token is one learned embedding,
     as a feature of a regression is one weight.
+    ``rated_history``: which of the user's training-split ratings ``{rated_history}`` shows
+    (at most ``data.max_history``): ``recent`` (those before the event, latest last) or
+    ``similar`` (any but the event's own, of the items most often rated by the same users
+    as the prompt's item, most alike first; ``TaskContext.similar_rated``). Recent
+    ratings tell the model the user's level, which their mean already says; ratings of
+    similar items tell it how this user rates items of this kind, the neighbourhood that
+    item-based collaborative filtering predicts from.
     ``family_tokens``: every prompt starts with its family's own added token
     (``<task_next_item>``, ``<task_rating>``, ...; ``p5rec.tasks.base.family_token``), so
     the model is told which task it answers and the words around the fields only have to
@@ -301,6 +309,7 @@ class TasksConfig:
     balance_labels: bool = False
     user_text: str = "id"
     rating_text: str = "digits"
+    rated_history: str = "recent"
     family_tokens: bool = False
     templates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -337,6 +346,10 @@ class TasksConfig:
             _check(not repeated, f"tasks.templates.{family} repeats {repeated}")
         _check(self.user_text in USER_TEXTS, f"tasks.user_text must be one of {USER_TEXTS}")
         _check(self.rating_text in RATING_TEXTS, f"tasks.rating_text must be one of {RATING_TEXTS}")
+        _check(
+            self.rated_history in RATED_HISTORIES,
+            f"tasks.rated_history must be one of {RATED_HISTORIES}",
+        )
         _check(
             self.balancing in ("fixed", "uncertainty"),
             "tasks.balancing must be fixed or uncertainty",

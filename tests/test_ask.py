@@ -73,6 +73,20 @@ def test_template_and_named_task(assistant):
     assert not {r["item"] for r in recs} & set(assistant.history(user))
 
 
+def test_rating_request_shows_the_rated_history_of_its_item(assistant, monkeypatch):
+    """A request's {rated_history} is the user's training ratings: the latest ones, or with
+    tasks.rated_history=similar those of the items most alike the one asked about."""
+    ctx = assistant.ctx
+    user = max(ctx.train_rated, key=lambda u: len(ctx.train_rated[u]))
+    item = sorted(ctx.index.codes)[5]
+    recent = ctx.rated_text(ctx.train_rated[user])
+    assert recent and recent in assistant.query("rating", user=user, item=item).source
+    monkeypatch.setattr(ctx, "rated_mode", "similar")
+    similar = ctx.rated_text(ctx.similar_rated(user, item))
+    assert similar != recent
+    assert similar in assistant.query("rating", user=user, item=item).source
+
+
 def test_batched_answers_equal_single_answers(assistant):
     user, items = _ids(assistant)
     users = sorted(assistant.ctx.sequences)[:4]

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 import random
 
 import pytest
@@ -186,6 +187,46 @@ def test_rating_prompts_show_only_other_training_ratings(tiny_ctx):
             earlier = ctx.previous_rated[n]
             assert n not in earlier and set(earlier) <= train
             assert all(events[m].timestamp <= e.timestamp for m in earlier)
+
+
+def test_similar_rated_history_ranks_the_users_items_by_co_raters(tiny_ctx):
+    """tasks.rated_history=similar: {rated_history} shows the user's other training
+    ratings of the items whose training raters overlap the prompt item's most (cosine),
+    a training example's own user left out of its item's raters; a brute-force count."""
+    ctx = dataclasses.replace(tiny_ctx, rated_mode="similar", max_history=3)
+    events, train = ctx.corpus.interactions, set(ctx.splits.reviews["train"])
+    raters: dict[str, set[str]] = {}
+    for m in train:
+        raters.setdefault(events[m].item, set()).add(events[m].user)
+    family, checked = get_family("rating"), 0
+    for split in ("train", "test"):
+        for ex in family.examples(ctx, split, random.Random(0)):
+            n = ex.meta["event"]
+            e = events[n]
+            mine = sorted((m for m in train if events[m].user == e.user and m != n), reverse=True)
+            item_raters = set(raters.get(e.item, ()))
+            if n in train and all(events[m].item != e.item for m in mine):
+                item_raters.discard(e.user)
+
+            def cosine(m, item_raters=item_raters):
+                other = raters[events[m].item]
+                if not item_raters:
+                    return 0.0
+                return len(item_raters & other) / math.sqrt(len(item_raters) * len(other))
+
+            # sorted() is stable: among equal similarities the later rating stays first
+            expected = sorted(mine, key=cosine, reverse=True)[:3]
+            got = ctx.rated_events(e.user, e.item, n)
+            assert [cosine(m) for m in got] == pytest.approx([cosine(m) for m in expected])
+            assert got == expected
+            assert ex.fields["rated_history"] == (ctx.rated_text(expected) or "nothing yet")
+            checked += len(got) > 1
+    assert checked > 10
+    recent = dataclasses.replace(tiny_ctx, max_history=3)
+    n = ctx.splits.reviews["test"][0]
+    e = events[n]
+    assert recent.rated_events(e.user, e.item, n) == recent.previous_rated[n]
+    assert recent.rated_events(e.user, e.item) == recent.train_rated[e.user]
 
 
 def test_rating_summary_hand_computed(tiny_ctx, monkeypatch):

@@ -101,6 +101,7 @@ class TaskContext:
     user_mode: str = "id"  # how {user} renders: tasks.user_text (id, generic or token)
     rating_mode: str = "digits"  # how rating means and counts render: tasks.rating_text
     family_tokens: bool = False  # each prompt starts with its family's token
+    rated_mode: str = "recent"  # which ratings {rated_history} shows: tasks.rated_history
 
     def user_text(self, user: str) -> str:
         """The ``{user}`` placeholder's value for ``user``: the dataset's id, "the user", or
@@ -181,7 +182,7 @@ class TaskContext:
             "item_title": self.title(e.item),
             "review": self.review_text(e.review),
             "history": self.history_text(self.previous_items[n]) or "nothing yet",
-            "rated_history": self.rated_text(self.previous_rated[n]) or "nothing yet",
+            "rated_history": self.rated_text(self.rated_events(e.user, e.item, n)) or "nothing yet",
             "user_ratings": self.rating_summary("user", e.user, n),
             "item_ratings": self.rating_summary("item", e.item, n),
         }
@@ -197,6 +198,72 @@ class TaskContext:
             return review or ""
         head = (limit + 1) // 2
         return " ".join([*words[:head], "...", *words[len(words) - (limit - head) :]])
+
+    def rated_events(self, user: str, item: str, n: int | None = None) -> list[int]:
+        """The user's training-split ratings that ``{rated_history}`` shows beside ``item``
+        (``tasks.rated_history``): ``recent``, those before interaction ``n`` (all of them
+        for a request, ``n`` None); ``similar``, those of the items most alike ``item``
+        (``similar_rated``)."""
+        if self.rated_mode == "similar":
+            return self.similar_rated(user, item, n)
+        return self.previous_rated[n] if n is not None else self.train_rated.get(user, [])
+
+    @cached_property
+    def co_raters(self) -> dict[str, Any]:
+        """What ``similar_rated`` reads: ``co``, how many users have training-split ratings
+        of both of two items (a sparse item by item matrix, rows in catalogue order), its
+        diagonal ``raters``, each item's ``row``, and per user their training-split
+        ratings (``events``, latest first) and those ratings' item rows (``cols``)."""
+        import numpy as np
+        from scipy import sparse
+
+        rows = {item: k for k, item in enumerate(self.catalogue)}
+        events = {u: np.array(idx[::-1], dtype=np.int64) for u, idx in self.train_rated.items()}
+        cols = {
+            u: np.array([rows[self.corpus.interactions[n].item] for n in idx], dtype=np.int64)
+            for u, idx in events.items()
+        }
+        pairs = {(k, int(c)) for k, u in enumerate(cols) for c in cols[u]}
+        u, i = (np.array(side, dtype=np.int64) for side in zip(*pairs)) if pairs else ([], [])
+        by_user = sparse.csr_matrix(
+            (np.ones(len(pairs)), (u, i)), shape=(max(len(cols), 1), len(rows))
+        )
+        co = (by_user.T @ by_user).tocsr()
+        co.sort_indices()
+        return {"co": co, "raters": co.diagonal(), "row": rows, "events": events, "cols": cols}
+
+    def similar_rated(self, user: str, item: str, n: int | None = None) -> list[int]:
+        """The user's training-split ratings other than interaction ``n``, of the
+        ``max_history`` items most alike ``item``, most alike first (ties: the later
+        rating first). Alike is the cosine of the two items' sets of training-split
+        raters, co-raters / sqrt(raters of one * raters of the other). When ``n`` is a
+        training rating its user is left out of ``item``'s raters, so a training example
+        ranks the user's items as a held-out rating of the same pair would."""
+        import numpy as np
+
+        index = self.co_raters
+        events, cols = index["events"].get(user), index["cols"].get(user)
+        if events is None:
+            return []
+        keep = events != n
+        events, cols = events[keep], cols[keep]
+        k = index["row"].get(item)
+        if k is None or not len(events):
+            order = np.arange(min(len(events), self.max_history))
+            return [int(events[j]) for j in order]
+        co = index["co"]
+        # the user is one of the item's raters through ``n`` alone: leave them out
+        own = int(n in self.train_reviews and not (cols == k).any())
+        start, end = co.indptr[k], co.indptr[k + 1]
+        idx, counts = co.indices[start:end], co.data[start:end]
+        pos = np.minimum(np.searchsorted(idx, cols), max(len(idx) - 1, 0))
+        shared = np.where(idx[pos] == cols, counts[pos], 0.0) - own if len(idx) else 0.0 * cols
+        item_raters = index["raters"][k] - own
+        sims = shared / np.sqrt(max(item_raters, 1) * index["raters"][cols])
+        if item_raters <= 0:
+            sims = np.zeros(len(cols))
+        order = np.argsort(-sims, kind="stable")[: self.max_history]
+        return [int(events[j]) for j in order]
 
     def rated_text(self, events: Sequence[int]) -> str:
         """Interactions as their item and the rating given ("<item> 4 <item> 5"), the last

@@ -60,6 +60,7 @@ def build_context(cfg: ExperimentConfig, data_dir: str | Path, index=None) -> Ta
         cfg.tasks.user_text,
         cfg.tasks.rating_text,
         cfg.tasks.family_tokens,
+        cfg.tasks.rated_history,
     )
 
 
