@@ -276,8 +276,9 @@ class TasksConfig:
     as a feature of a regression is one weight.
     ``rated_history``: which of the user's training-split ratings ``{rated_history}`` shows
     (at most ``data.max_history``): ``recent`` (those before the event, latest last) or
-    ``similar`` (any but the event's own, of the items most often rated by the same users
-    as the prompt's item, most alike first; ``TaskContext.similar_rated``). Recent
+    ``similar`` (any but the event's own, later ones too, as ``{user_ratings}`` counts
+    them: those of the items whose sets of training-split raters overlap the prompt's
+    item's most by cosine, most alike first; ``TaskContext.similar_rated``). Recent
     ratings tell the model the user's level, which their mean already says; ratings of
     similar items tell it how this user rates items of this kind, the neighbourhood that
     item-based collaborative filtering predicts from.

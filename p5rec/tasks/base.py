@@ -223,22 +223,22 @@ class TaskContext:
             u: np.array([rows[self.corpus.interactions[n].item] for n in idx], dtype=np.int64)
             for u, idx in events.items()
         }
-        pairs = {(k, int(c)) for k, u in enumerate(cols) for c in cols[u]}
-        u, i = (np.array(side, dtype=np.int64) for side in zip(*pairs)) if pairs else ([], [])
-        by_user = sparse.csr_matrix(
-            (np.ones(len(pairs)), (u, i)), shape=(max(len(cols), 1), len(rows))
-        )
-        co = (by_user.T @ by_user).tocsr()
-        co.sort_indices()
+        user_rows = np.repeat(np.arange(len(cols)), [len(c) for c in cols.values()])
+        item_rows = np.concatenate([np.zeros(0, dtype=np.int64), *cols.values()])
+        shape = (max(len(cols), 1), len(rows))
+        # a user who rated an item twice counts once
+        rated = sparse.csr_matrix((np.ones(len(item_rows)), (user_rows, item_rows)), shape) > 0
+        co = (rated.T.astype(np.float64) @ rated.astype(np.float64)).tocsr()
         return {"co": co, "raters": co.diagonal(), "row": rows, "events": events, "cols": cols}
 
     def similar_rated(self, user: str, item: str, n: int | None = None) -> list[int]:
         """The user's training-split ratings other than interaction ``n``, of the
-        ``max_history`` items most alike ``item``, most alike first (ties: the later
-        rating first). Alike is the cosine of the two items' sets of training-split
-        raters, co-raters / sqrt(raters of one * raters of the other). When ``n`` is a
-        training rating its user is left out of ``item``'s raters, so a training example
-        ranks the user's items as a held-out rating of the same pair would."""
+        ``max_history`` items most alike ``item``, most alike first (ties, and every one
+        for an item no one else rated, latest first). Alike is the cosine of the two
+        items' sets of training-split raters, co-raters / sqrt(raters of one * raters of
+        the other). When ``n`` is a training rating its user is left out of ``item``'s
+        raters, so a training example ranks the user's items as a held-out rating of the
+        same pair would."""
         import numpy as np
 
         index = self.co_raters
@@ -248,22 +248,14 @@ class TaskContext:
         keep = events != n
         events, cols = events[keep], cols[keep]
         k = index["row"].get(item)
-        if k is None or not len(events):
-            order = np.arange(min(len(events), self.max_history))
-            return [int(events[j]) for j in order]
-        co = index["co"]
-        # the user is one of the item's raters through ``n`` alone: leave them out
-        own = int(n in self.train_reviews and not (cols == k).any())
-        start, end = co.indptr[k], co.indptr[k + 1]
-        idx, counts = co.indices[start:end], co.data[start:end]
-        pos = np.minimum(np.searchsorted(idx, cols), max(len(idx) - 1, 0))
-        shared = np.where(idx[pos] == cols, counts[pos], 0.0) - own if len(idx) else 0.0 * cols
-        item_raters = index["raters"][k] - own
-        sims = shared / np.sqrt(max(item_raters, 1) * index["raters"][cols])
-        if item_raters <= 0:
-            sims = np.zeros(len(cols))
-        order = np.argsort(-sims, kind="stable")[: self.max_history]
-        return [int(events[j]) for j in order]
+        if k is not None and len(cols):
+            # the user is one of the item's raters through ``n`` alone: leave them out
+            own = int(n in self.train_reviews and not (cols == k).any())
+            shared = index["co"][k].toarray().ravel()[cols] - own
+            raters = index["raters"]
+            sims = shared / np.sqrt(max(raters[k] - own, 1) * raters[cols])
+            events = events[np.argsort(-sims, kind="stable")]
+        return events[: self.max_history].tolist()
 
     def rated_text(self, events: Sequence[int]) -> str:
         """Interactions as their item and the rating given ("<item> 4 <item> 5"), the last
