@@ -276,9 +276,10 @@ class TasksConfig:
     as a feature of a regression is one weight.
     ``rated_history``: which of the user's training-split ratings ``{rated_history}`` shows
     (at most ``data.max_history``): ``recent`` (those before the event, latest last) or
-    ``similar`` (any but the event's own, later ones too, as ``{user_ratings}`` counts
-    them: those of the items whose sets of training-split raters overlap the prompt's
-    item's most by cosine, most alike first; ``TaskContext.similar_rated``). Recent
+    ``similar`` (those of the items whose sets of training-split raters overlap the
+    prompt item's most by cosine, most alike first, chosen from all the user's training
+    ratings but the event's own, later ones included as in ``{user_ratings}``;
+    ``TaskContext.similar_rated``). Recent
     ratings tell the model the user's level, which their mean already says; ratings of
     similar items tell it how this user rates items of this kind, the neighbourhood that
     item-based collaborative filtering predicts from.

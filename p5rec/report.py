@@ -169,7 +169,14 @@ def _label(task: dict, metric: str) -> str:
 
 
 def _hardware(hw: dict) -> str:
-    return hw.get("gpu") or f"{hw['platform']}, {hw['cpu_threads']} CPU threads"
+    """The GPU, else the platform and how the jobs used its CPU: a benchmark's jobs run in
+    worker processes of their own thread count, whatever the driver process had."""
+    if hw.get("gpu"):
+        return hw["gpu"]
+    if hw.get("workers"):
+        threads = hw.get("threads_per_worker", hw["cpu_threads"])
+        return f"{hw['platform']}, {hw['workers']} worker processes of {threads} CPU thread(s)"
+    return f"{hw['platform']}, {hw['cpu_threads']} CPU threads"
 
 
 def _seeds(result: dict) -> str:

@@ -124,6 +124,10 @@ def test_markdown_bolds_best_values_and_shows_losses():
     assert "## Tiny Bench" in md
     assert "Dataset `4ddb01871ba08d18` · split test · seed 42 · commit `abcdef0`" in md
     assert "Linux-x86_64, 2 CPU threads" in md and "wall time 10.0 min" in md
+    # a benchmark's jobs ran in worker processes: their threads, not the driver's
+    pooled = result()
+    pooled["hardware"].update(cpu_threads=1, workers=2, threads_per_worker=1)
+    assert "Linux-x86_64, 2 worker processes of 1 CPU thread(s)" in render_markdown([pooled])
     assert "leave-one-out, full ranking · n = 50 · headline ndcg@10" in md
     # Higher is better: the model's ndcg@10, the baseline's hr@10, the ablation's mrr.
     assert "| p5rec multi-task | model | 0.4000 | **0.2100** | — |" in md
