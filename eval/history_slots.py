@@ -30,16 +30,14 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "eval" / "results"
 
 
-def slots(kept, removed, examples, ctx, split: str) -> dict:
+def slots(kept, removed, targets, past, shown) -> dict:
     """The figures of one ranker: its top-10 lists with the history ``kept`` and
-    ``removed``, for next-item ``examples`` of ``split`` (in the split's order)."""
+    ``removed``, against each example's target, ``past`` items and items ``shown`` in its
+    prompt."""
     from p5rec.metrics import ranking_metrics
 
-    targets = [e.meta["item"] for e in examples]
-    past = [ctx.interacted_before(e) for e in examples]
-    shown = [set(raw.history) for raw in ctx.splits.next_item[split]]  # the prompts' items
     top = [ranked[:10] for ranked in kept]
-    n = len(examples)
+    n = len(targets)
     return {
         "past_items_in_top10": round(sum(len(p.intersection(t)) for p, t in zip(past, top)) / n, 3),
         "prompt_items_in_top10": round(
@@ -79,17 +77,16 @@ def measure(run: Path, split: str, sasrec_minutes: float = 0.0) -> dict:
     options = {"ks": (10,), "num_beams": max(10, cfg.eval.num_beams), "batch_size": 64}
     kept = family.predict(engine, ctx, examples, sources, {**options, "remove_history": False})
     removed = family.predict(engine, ctx, examples, sources, {**options, "remove_history": True})
-    row = {"run": str(run), "users": len(examples), **slots(kept, removed, examples, ctx, split)}
+    targets = [e.meta["item"] for e in examples]
+    past = [ctx.interacted_before(e) for e in examples]
+    shown = [set(raw.history) for raw in ctx.splits.next_item[split]]  # the prompts' items
+    row = {"run": str(run), "users": len(examples), **slots(kept, removed, targets, past, shown)}
     if sasrec_minutes > 0:
         suite = BaselineSuite(ctx, options, SuiteConfig(sasrec_minutes, seed=cfg.train.seed))
         sasrec = suite.sasrec("ce")
         histories = [ctx.sequences[e.meta["user"]][: e.meta["position"]] for e in examples]
-        past = [ctx.interacted_before(e) for e in examples]
         kept, removed = sasrec.rank(histories, 10), sasrec.rank(histories, 10, past)
-        row["sasrec_ce"] = {
-            "minutes": sasrec_minutes,
-            **slots(kept, removed, examples, ctx, split),
-        }
+        row["sasrec_ce"] = {"minutes": sasrec_minutes, **slots(kept, removed, targets, past, shown)}
     row.update(
         data_fingerprint=info.get("data_fingerprint"), seed=cfg.train.seed, config=to_dict(cfg)
     )

@@ -279,10 +279,9 @@ class TasksConfig:
     ``similar`` (those of the items whose sets of training-split raters overlap the
     prompt item's most by cosine, most alike first, chosen from all the user's training
     ratings but the event's own, later ones included as in ``{user_ratings}``;
-    ``TaskContext.similar_rated``). Recent
-    ratings tell the model the user's level, which their mean already says; ratings of
-    similar items tell it how this user rates items of this kind, the neighbourhood that
-    item-based collaborative filtering predicts from.
+    ``TaskContext.similar_rated``). Recent ratings tell the model the user's level, which
+    their mean already says; ratings of similar items tell it how this user rates items of
+    this kind, the neighbourhood that item-based collaborative filtering predicts from.
     ``family_tokens``: every prompt starts with its family's own added token
     (``<task_next_item>``, ``<task_rating>``, ...; ``p5rec.tasks.base.family_token``), so
     the model is told which task it answers and the words around the fields only have to

@@ -228,7 +228,8 @@ class TaskContext:
         shape = (max(len(cols), 1), len(rows))
         # a user who rated an item twice counts once
         rated = sparse.csr_matrix((np.ones(len(item_rows)), (user_rows, item_rows)), shape) > 0
-        co = (rated.T.astype(np.float64) @ rated.astype(np.float64)).tocsr()
+        rated = rated.astype(np.float64)
+        co = (rated.T @ rated).tocsr()
         return {"co": co, "raters": co.diagonal(), "row": rows, "events": events, "cols": cols}
 
     def similar_rated(self, user: str, item: str, n: int | None = None) -> list[int]:
@@ -251,7 +252,11 @@ class TaskContext:
         if k is not None and len(cols):
             # the user is one of the item's raters through ``n`` alone: leave them out
             own = int(n in self.train_reviews and not (cols == k).any())
-            shared = index["co"][k].toarray().ravel()[cols] - own
+            co = index["co"]
+            span = slice(co.indptr[k], co.indptr[k + 1])  # item k's row of the CSR arrays
+            row = np.zeros(co.shape[1])  # dense: scipy's own row slicing is slow per query
+            row[co.indices[span]] = co.data[span]
+            shared = row[cols] - own
             raters = index["raters"]
             sims = shared / np.sqrt(max(raters[k] - own, 1) * raters[cols])
             events = events[np.argsort(-sims, kind="stable")]
