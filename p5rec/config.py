@@ -252,6 +252,10 @@ class TasksConfig:
     is followed by an extra random vocabulary word, for robustness to unseen templates
     that say more than the seen ones (unfamiliar words around the placeholders and just
     before the answer); 0: no insertions.
+    ``template_tail``: the probability that a training template's source ends with an
+    extra sentence of 2 to 6 random vocabulary words, for robustness to unseen templates
+    that close with an instruction of their own ("Answer with its category."), just
+    before the answer; 0: none.
     ``template_shuffle``: the probability that a training template's segments (each
     placeholder with the text before it) are put in random order, for robustness to unseen
     templates that ask for the same inputs in another order.
@@ -305,6 +309,7 @@ class TasksConfig:
     template_noise_max: float = 0.0
     noise_ranges: dict[str, tuple[float, ...]] = field(default_factory=dict)
     template_insert: float = 0.0
+    template_tail: float = 0.0
     template_shuffle: float = 0.0
     max_review_words: int = 128
     balance_labels: bool = False
@@ -328,6 +333,7 @@ class TasksConfig:
                 f"got {list(bounds)}",
             )
         _check(0 <= self.template_insert < 1, "tasks.template_insert must be in [0, 1)")
+        _check(0 <= self.template_tail <= 1, "tasks.template_tail must be in [0, 1]")
         _check(0 <= self.template_shuffle <= 1, "tasks.template_shuffle must be in [0, 1]")
         _check(self.max_review_words >= 0, "tasks.max_review_words must be >= 0")
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -365,8 +371,12 @@ class TasksConfig:
 
     @property
     def noisy(self) -> bool:
-        """Whether any training template is rendered with noise or insertions."""
-        return bool(self.template_insert) or any(any(self.noise_range(f)) for f in self.families)
+        """Whether any training template is rendered with noise, insertions or tails."""
+        return (
+            bool(self.template_insert)
+            or bool(self.template_tail)
+            or any(any(self.noise_range(f)) for f in self.families)
+        )
 
     def share(self, family: str) -> float:
         return float(self.mixture.get(family, 1.0))

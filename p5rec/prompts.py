@@ -90,16 +90,19 @@ class Template:
         words: Sequence[str],
         shuffle: float = 0.0,
         insert: float = 0.0,
+        tail: float = 0.0,
     ) -> tuple[str, str]:
         """``render`` with template noise: each word of the source's own text (never a
         placeholder's value) is, with probability ``rate``, dropped (half the time) or
         replaced by a word drawn from ``words``, and a kept word is followed, with
         probability ``insert``, by an extra word drawn from ``words``; with probability
         ``shuffle`` the source's segments (each placeholder with the text before it) are
-        first put in random order, the text after the last placeholder staying last.
-        Training on such variants teaches a model that the wording around the placeholders
-        and their order vary, which unseen templates need."""
-        if rate <= 0 and shuffle <= 0 and insert <= 0:
+        first put in random order, the text after the last placeholder staying last; with
+        probability ``tail`` the source ends with an extra sentence of 2 to 6 words drawn
+        from ``words``. Training on such variants teaches a model that the wording around
+        the placeholders, their order and a closing instruction vary, which unseen
+        templates need."""
+        if rate <= 0 and shuffle <= 0 and insert <= 0 and tail <= 0:
             return self.render(fields, target)
         segments = list(string.Formatter().parse(self.source))
         shuffled = shuffle > 0 and rng.random() < shuffle
@@ -124,6 +127,9 @@ class Template:
                 part += "{" + name + "}"  # placeholders are plain names (load checks)
             parts.append(part)
         source = re.sub(r" {2,}", " ", (" " if shuffled else "").join(parts)).strip()
+        if tail > 0 and words and rng.random() < tail:
+            clause = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+            source += " " + clause.replace("{", "{{").replace("}", "}}") + "."
         return Template(self.id, self.family, self.split, source, self.target).render(
             fields, target
         )

@@ -203,6 +203,41 @@ def test_template_insert_adds_words_after_template_words_only():
         TasksConfig(template_insert=1.0)
 
 
+def test_template_tail_closes_the_source_with_a_sentence_of_noise_words():
+    import random
+    import re
+
+    from p5rec.config import ConfigError, TasksConfig
+    from p5rec.prompts import Template
+
+    t = Template("t", "category", "seen", "Item {item} titled {item_title} category?", "{target}")
+    fields = {"item": "<a_1>", "item_title": "Toy {Story}"}
+    plain = t.render(fields, "Toys")
+    # off: the plain rendering, and no draws from the generator
+    rng = random.Random(0)
+    assert t.render_noisy(fields, "Toys", rng, 0.0, ["zz"], tail=0.0) == plain
+    assert rng.random() == random.Random(0).random()
+    lengths, tailed = set(), 0
+    for n in range(60):
+        source, target = t.render_noisy(fields, "Toys", random.Random(n), 0.0, ["{z}"], tail=0.5)
+        assert target == "Toys"
+        # the template as written, then nothing or 2 to 6 words and a full stop (braces in a
+        # drawn word stay literal)
+        m = re.fullmatch(r"Item <a_1> titled Toy \{Story\} category\?((?: \{z\})+\.)?", source)
+        assert m, source
+        if m.group(1):
+            tailed += 1
+            lengths.add(m.group(1).count("{z}"))
+    assert 15 <= tailed <= 45
+    assert lengths == {2, 3, 4, 5, 6}
+    always = t.render_noisy(fields, "Toys", random.Random(0), 0.0, ["zz"], tail=1.0)[0]
+    assert always.startswith(plain[0] + " zz zz") and always.endswith(" zz.")
+    assert t.render_noisy(fields, "Toys", random.Random(0), 0.0, [], tail=1.0) == plain
+    with pytest.raises(ConfigError, match="template_tail"):
+        TasksConfig(template_tail=1.5)
+    assert TasksConfig(template_tail=0.3).noisy and not TasksConfig().noisy
+
+
 def test_template_shuffle_reorders_whole_segments_and_keeps_the_end():
     import random
 

@@ -439,8 +439,9 @@ def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
 
 
 def test_template_insert_lengthens_the_epoch_prompts(tiny_data):
-    """tasks.template_insert reaches the epoch's rendering (the training loop passes the
-    noise words): the same examples, with longer prompts that hold the words drawn."""
+    """tasks.template_insert and tasks.template_tail reach the epoch's rendering (the
+    training loop passes the noise words): the same examples, with longer prompts that hold
+    the words drawn."""
     from p5rec.tasks import get_family
     from p5rec.training import build_context
 
@@ -459,6 +460,10 @@ def test_template_insert_lengthens_the_epoch_prompts(tiny_data):
     assert sorted(p.target for p in plain) == sorted(p.target for p in inserted)
     assert not any("qqq" in p.source for p in plain)
     assert sum("qqq" in p.source for p in inserted) >= 30
+    # tasks.template_tail reaches it too: about half the prompts end with the drawn words
+    tailed = pairs("tasks.template_tail=0.5")
+    assert sorted(p.target for p in plain) == sorted(p.target for p in tailed)
+    assert 8 <= sum(p.source.endswith(" qqq.") for p in tailed) <= 32
 
 
 def test_template_noise_max_draws_a_noise_rate_per_example(tiny_data):

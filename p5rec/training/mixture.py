@@ -129,10 +129,11 @@ def epoch_pairs(
     """The epoch's examples: a seeded sample per family (label-balanced for a ``balanced``
     family under ``tasks.balance_labels``), each rendered with a seen template drawn per
     example (with ``tasks.template_noise``, per example up to ``tasks.template_noise_max``
-    or within the family's ``tasks.noise_ranges``, and ``tasks.template_insert``, noise
-    words from ``words``, and ``tasks.template_shuffle``), shuffled together."""
+    or within the family's ``tasks.noise_ranges``, ``tasks.template_insert`` and
+    ``tasks.template_tail``, noise words from ``words``, and ``tasks.template_shuffle``),
+    shuffled together."""
     reorder = cfg.tasks.template_shuffle
-    insert = cfg.tasks.template_insert
+    insert, tail = cfg.tasks.template_insert, cfg.tasks.template_tail
     rng = random.Random(f"{cfg.train.seed}-epoch-{epoch}")
     pools = {fam.name: fam.examples(ctx, "train", rng) for fam in families}
     if cfg.train.history_windows:
@@ -155,7 +156,7 @@ def epoch_pairs(
             template = rng.choice(templates)
             rate = rng.uniform(low, high) if high is not None else low
             source, target = template.render_noisy(
-                ex.fields, ex.target, rng, rate, words, reorder, insert
+                ex.fields, ex.target, rng, rate, words, reorder, insert, tail
             )
             pairs.append(Pair(ctx.prompt(fam.name, source), target, f))
     rng.shuffle(pairs)
