@@ -438,7 +438,7 @@ def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):
     assert moved[1] >= moved[0] + 10  # plain: only templates that open with a placeholder
 
 
-def test_template_insert_lengthens_the_epoch_prompts(tiny_data):
+def test_template_insert_and_tail_lengthen_the_epoch_prompts(tiny_data):
     """tasks.template_insert and tasks.template_tail reach the epoch's rendering (the
     training loop passes the noise words): the same examples, with longer prompts that hold
     the words drawn."""
