@@ -64,6 +64,11 @@ def _fields(text: str, where: str) -> list[str]:
     return names
 
 
+def _literal(text: str) -> str:
+    """``text`` as literal template text: its braces doubled, so formatting keeps them."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 @dataclass(frozen=True)
 class Template:
     """One prompt template: source and target text with named placeholders."""
@@ -122,14 +127,14 @@ class Template:
                 kept.append(word)
                 if insert > 0 and word.strip() and words and rng.random() < insert:
                     kept.append(rng.choice(words))
-            part = " ".join(kept).replace("{", "{{").replace("}", "}}")  # literal braces
+            part = _literal(" ".join(kept))
             if name is not None:
                 part += "{" + name + "}"  # placeholders are plain names (load checks)
             parts.append(part)
         source = re.sub(r" {2,}", " ", (" " if shuffled else "").join(parts)).strip()
         if tail > 0 and words and rng.random() < tail:
             clause = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
-            source += " " + clause.replace("{", "{{").replace("}", "}}") + "."
+            source += " " + _literal(clause) + "."
         return Template(self.id, self.family, self.split, source, self.target).render(
             fields, target
         )
