@@ -412,6 +412,10 @@ class TrainConfig:
     # lets item tokens find their place within a short CPU run. Use 1 for pretrained models.
     # (Full fine-tuning only: under LoRA the item rows train at ``lr``.)
     embedding_lr_scale: float = 1.0
+    # The embedding rows that rate applies to: all | added (only the tokens the run adds:
+    # items, users, rating values, family tokens; the vocabulary's own rows train at ``lr``,
+    # p5rec.training.row_rates)
+    embedding_lr_rows: str = "all"
     weight_decay: float = 0.01
     scheduler: str = "linear"  # linear | cosine | constant (after warmup)
     warmup_ratio: float = 0.05
@@ -463,6 +467,10 @@ class TrainConfig:
         _check(self.grad_accum_steps >= 1, "train.grad_accum_steps must be >= 1")
         _check(self.lr > 0, "train.lr must be > 0")
         _check(self.embedding_lr_scale > 0, "train.embedding_lr_scale must be > 0")
+        _check(
+            self.embedding_lr_rows in ("all", "added"),
+            f"train.embedding_lr_rows must be all or added, got {self.embedding_lr_rows!r}",
+        )
         _check(self.samples_per_epoch >= 0, "train.samples_per_epoch must be >= 0")
         _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
         _check(0 <= self.ema_decay < 1, "train.ema_decay must be in [0, 1) (0: off)")

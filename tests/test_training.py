@@ -1069,3 +1069,83 @@ def test_rating_number_tokens_are_added_and_checked(tmp_path, tiny_data):
     plain = _trained_tiny(tmp_path / "plain", tiny_data)[1]
     with pytest.raises(ConfigError, match="tokenizer has no token '<avg_"):
         evaluate_run(plain, cfg, ["rating"], progress=False)
+
+
+def test_row_rate_trains_its_rows_as_adamw_at_the_scaled_rate():
+    """RowRate around AdamW steps gives its rows exactly the update of an AdamW at factor
+    times the learning rate (weight decay included); the other rows keep the full rate."""
+    from p5rec.training.row_rates import RowRate
+
+    torch.manual_seed(0)
+    start, x = torch.randn(5, 3), torch.randn(3, 4)
+    slow, fast = [0, 3], [1, 2, 4]
+
+    def loss_of(weight):
+        return ((weight @ x).tanh() ** 2).sum()
+
+    scaled = torch.nn.Parameter(start.clone())
+    opt = torch.optim.AdamW([scaled], lr=0.1, weight_decay=0.05)
+    rate = RowRate(scaled, slow, 0.25)
+    # the reference: the slow rows as their own parameter, in a group at a quarter the rate
+    part = {
+        "slow": torch.nn.Parameter(start[slow].clone()),
+        "fast": torch.nn.Parameter(start[fast].clone()),
+    }
+    ref = torch.optim.AdamW(
+        [{"params": [part["slow"]], "lr": 0.025}, {"params": [part["fast"]], "lr": 0.1}],
+        weight_decay=0.05,
+    )
+    for _ in range(6):
+        opt.zero_grad()
+        loss_of(scaled).backward()
+        rate.before()
+        opt.step()
+        rate.after()
+        ref.zero_grad()
+        whole = torch.empty(5, 3)
+        whole = whole.index_put((torch.tensor(slow),), part["slow"]).index_put(
+            (torch.tensor(fast),), part["fast"]
+        )
+        loss_of(whole).backward()
+        ref.step()
+    assert torch.allclose(scaled[slow], part["slow"], atol=1e-6)
+    assert torch.allclose(scaled[fast], part["fast"], atol=1e-6)
+    assert not torch.allclose(scaled[slow], start[slow], atol=1e-3)  # they did train
+    with pytest.raises(ValueError, match="outside"):
+        RowRate(scaled, [5], 0.5)
+    with pytest.raises(ValueError, match="factor"):
+        RowRate(scaled, [0], 0.0)
+    with pytest.raises(RuntimeError, match="before"):
+        rate.after()
+
+
+def test_embedding_lr_rows_added_keeps_the_vocabulary_rows_at_the_base_rate(tmp_path, tiny_data):
+    """train.embedding_lr_rows=added: the item and other added rows train at the scaled
+    rate, the vocabulary's own rows at lr, so they move about a tenth as far as with the
+    scale on every row; the item rows move as far either way at first."""
+    from p5rec.modeling import build_model
+
+    moved = {}
+    for rows in ("all", "added"):
+        cfg, run, ctx, tokenizer = _trained_tiny(
+            tmp_path / rows,
+            tiny_data,
+            "train.embedding_lr_scale=10",
+            f"train.embedding_lr_rows={rows}",
+            "train.samples_per_epoch=64",
+            "train.epochs=1",
+        )
+        added = set(tokenizer.convert_tokens_to_ids([*ctx.index.tokens, *ctx.added_tokens]))
+        tc = cfg.train
+        start = build_model(
+            cfg.model, tokenizer, (), tc.max_source_length + tc.max_target_length, tc.seed
+        )
+        with torch.no_grad():
+            trained = load_trained(run)[0].get_input_embeddings().weight
+            change = (trained - start.get_input_embeddings().weight).abs().mean(-1)
+        words = [r for r in range(change.shape[0]) if r not in added]
+        moved[rows] = (float(change[words].mean()), float(change[sorted(added)].mean()))
+    assert moved["added"][0] < moved["all"][0] / 5
+    assert moved["added"][1] > moved["all"][1] / 2
+    with pytest.raises(ConfigError, match="embedding_lr_rows"):
+        tiny_config("train.embedding_lr_rows=words")

@@ -65,6 +65,7 @@ from p5rec.training.mixture import (
     training_templates,
 )
 from p5rec.training.observe import TrainingLog, plot_curves, tensorboard_available
+from p5rec.training.row_rates import RowRate
 from p5rec.training.selection import mean_relative_change
 from p5rec.training.validation import Validation
 
@@ -119,6 +120,19 @@ def param_groups(model, cfg: ExperimentConfig) -> list[dict]:
     if len(rest) < len(trainable):
         groups.append({"params": [embedding], "lr": cfg.train.lr * cfg.train.embedding_lr_scale})
     return groups
+
+
+def vocabulary_rate(model, cfg: ExperimentConfig, added: list[int]) -> RowRate | None:
+    """With ``train.embedding_lr_rows: added``, what holds the vocabulary's own embedding
+    rows (every row but ``added``) to ``lr`` while the added tokens train at the scaled rate;
+    None when every row trains at one rate."""
+    tc = cfg.train
+    embedding = model.get_input_embeddings().weight
+    if tc.embedding_lr_rows == "all" or tc.embedding_lr_scale == 1 or not embedding.requires_grad:
+        return None
+    skip = set(added)
+    rows = [r for r in range(embedding.shape[0]) if r not in skip]
+    return RowRate(embedding, rows, 1.0 / tc.embedding_lr_scale)
 
 
 def _precision(setting: str) -> str:
@@ -316,6 +330,7 @@ def train(
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler, task_loss)
+    word_rate = vocabulary_rate(accelerator.unwrap_model(model), cfg, [*item_ids, *other_ids])
     average = None
     if tc.ema_decay:
         average = WeightAverage(accelerator.unwrap_model(model), tc.ema_decay)
@@ -519,7 +534,11 @@ def train(
             if task_loss.log_vars is not None and world > 1:
                 task_loss.log_vars.grad = accelerator.reduce(task_loss.log_vars.grad, "mean")
             accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+            if word_rate is not None:
+                word_rate.before()
             optimizer.step()
+            if word_rate is not None:
+                word_rate.after()
             if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: step again later
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
