@@ -22,7 +22,10 @@ a code change, ``--fresh`` redoes everything. The result is
 ``eval/results/NAME.json`` (schema ``p5rec.benchmark/1``): config, data fingerprint, seed,
 git commit, hardware, wall time, every row and the issue's targets, checked in-run; jobs
 reused from an earlier run are listed with the commit they ran at (``reused_jobs``).
-``--scale`` multiplies every time budget (0.05 for a smoke run).
+``--scale`` multiplies every time budget (0.05 for a smoke run). Each job also keeps its
+test predictions (``JOB.predictions.pkl.gz``), and every target gets the 95% paired-bootstrap
+interval of its difference (``--resamples``, default 200; ``p5rec.significance``): the test
+examples resampled, both systems rescored by the family's evaluator, the seeds averaged.
 
 ``--seeds N`` repeats every job with N seeds (the p5rec models' ``train.seed`` and the
 trained baselines' seed each advanced by one per repeat; the first repeat is the single-seed
@@ -35,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
+import pickle
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -401,13 +406,18 @@ def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir
     cfg = _config(bench, model, data_dir)
     summary = train(cfg, run_dir, progress=False)
     rows: dict[str, list[dict]] = {}
+    predictions: dict[str, dict[str, list]] = {}
     for split in ("seen", "unseen") if model.unseen else ("seen",):
         ev_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, template_split=split))
-        report = evaluate_run(run_dir, ev_cfg, list(model.families), progress=False)
+        predicted: dict[str, list] = {}
+        report = evaluate_run(
+            run_dir, ev_cfg, list(model.families), progress=False, predictions=predicted
+        )
         for family, res in report["results"].items():
             if not res.get("n"):
                 continue
             system = model.label if split == "seen" else f"{model.label}, unseen template"
+            predictions.setdefault(family, {})[system] = predicted[family]
             rows.setdefault(family, []).append(
                 {
                     "system": system,
@@ -426,6 +436,7 @@ def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir
     keep = ("step", "epoch", "loss")
     return {
         "rows": rows,
+        "predictions": predictions,
         "model": {
             "label": model.label,
             "families": list(cfg.tasks.families),
@@ -457,12 +468,29 @@ def baseline_job(
     import random
 
     from p5rec.baselines.suite import BaselineSuite, SuiteConfig
-    from p5rec.config import load_config
     from p5rec.tasks import get_family
+
+    _, ctx, options = _test_context(bench, data_dir)
+    suite = BaselineSuite(ctx, options, SuiteConfig(sasrec_minutes=bench.sasrec_minutes, seed=seed))
+    rows, predictions = {}, {}
+    for family in families:
+        examples = get_family(family).examples(ctx, "test", random.Random(0))
+        predictions[family] = {}
+        chosen = set(systems) if systems else None
+        rows[family] = [
+            {"kind": "baseline", "n": len(examples), **row}
+            for row in suite.rows(family, examples, chosen, predictions[family])
+        ]
+    return {"rows": rows, "predictions": predictions}
+
+
+def _test_context(bench: Benchmark, data_dir: Path):
+    """The benchmark's config, the dataset's task context and the evaluator's options, as
+    the baselines are scored and the paired bootstrap rescores every system."""
+    from p5rec.config import load_config
     from p5rec.training import build_context
 
     cfg = load_config(ROOT / bench.config, [*bench.overrides, f"data.path={data_dir}"])
-    ctx = build_context(cfg, data_dir)
     ev = cfg.eval
     options = {
         "ks": ev.ks,
@@ -472,15 +500,7 @@ def baseline_job(
         "multilabel": ev.multilabel,
         "remove_history": ev.remove_history,
     }
-    suite = BaselineSuite(ctx, options, SuiteConfig(sasrec_minutes=bench.sasrec_minutes, seed=seed))
-    rows = {}
-    for family in families:
-        examples = get_family(family).examples(ctx, "test", random.Random(0))
-        rows[family] = [
-            {"kind": "baseline", "n": len(examples), **row}
-            for row in suite.rows(family, examples, set(systems) if systems else None)
-        ]
-    return {"rows": rows}
+    return cfg, build_context(cfg, data_dir), options
 
 
 def baseline_jobs(items: list[str], others: list[str], sasrec_minutes: float):
@@ -589,6 +609,91 @@ def check_targets(bench: Benchmark, tasks: dict) -> list[dict]:
     return out
 
 
+def predictions_path(out: Path, job: str) -> Path:
+    """Where job ``job`` keeps its test predictions (family -> system -> list)."""
+    return out / "jobs" / f"{job}.predictions.pkl.gz"
+
+
+def save_predictions(path: Path, predictions: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wb") as f:
+        pickle.dump(predictions, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+
+
+def load_predictions(path: Path) -> dict:
+    """A job's saved predictions; {} for a job saved without them."""
+    if not path.is_file():
+        return {}
+    with gzip.open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def target_intervals(
+    bench: Benchmark,
+    targets: list[dict],
+    data_dir: Path,
+    predictions: dict[str, dict],
+    names: list[str],
+    seeds: int,
+    resamples: int,
+) -> None:
+    """Give each target the 95% paired-bootstrap interval of its difference (``interval``:
+    value minus reference; relative to the reference for "within 5%"), resampling the test
+    examples and rescoring every seed's predictions with the family's evaluator
+    (``p5rec.significance``); None where a system's predictions are not saved.
+    ``predictions``: per job, as ``load_predictions`` returns them."""
+    import random
+
+    from p5rec.significance import Comparison, paired_bootstrap
+    from p5rec.tasks import get_family
+
+    for t in targets:
+        t["interval"] = None
+    _, ctx, options = _test_context(bench, data_dir)
+    for family in dict.fromkeys(t["task"] for t in targets):
+        fam = get_family(family)
+        examples = fam.examples(ctx, "test", random.Random(0))
+        per_seed: list[dict[str, list]] = [{} for _ in range(seeds)]
+        for name in names:
+            for k, (job, _) in enumerate(seeded_jobs(name, seeds)):
+                per_seed[k].update(predictions.get(job, {}).get(family, {}))
+        systems = {}
+        for system in per_seed[0]:
+            runs = [seed.get(system) for seed in per_seed]
+            if any(run is None for run in runs):
+                continue
+            if any(len(run) != len(examples) for run in runs):  # e.g. eval.max_examples set
+                print(f"bootstrap {family}: {system!r} was not scored on every test example")
+                continue
+            systems[system] = runs
+        mine = [t for t in targets if t["task"] == family]
+        comparisons = {
+            id(t): Comparison(t["system"], t["against"], t["metric"], t["relation"] == "within 5%")
+            for t in mine
+            if t["system"] in systems and t["against"] in systems
+        }
+        if not comparisons:
+            continue
+
+        def score(idx, preds, fam=fam, examples=examples):
+            return fam.score(ctx, [examples[i] for i in idx], [preds[i] for i in idx], options)
+
+        t0 = time.time()
+        found = paired_bootstrap(
+            score, systems, list(comparisons.values()), len(examples), resamples
+        )
+        for t in mine:
+            if id(t) in comparisons:
+                interval = found[comparisons[id(t)]]
+                t["interval"] = list(interval) if interval else None
+        print(
+            f"bootstrap {family}: {len(comparisons)} targets, {resamples} resamples of "
+            f"{len(examples)} examples in {time.time() - t0:.0f} s",
+            flush=True,
+        )
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -620,6 +725,12 @@ def main() -> None:
         "--seeds", type=int, default=1, help="repeat every job with this many seeds; rows are means"
     )
     parser.add_argument("--result", default=None, help="result file (default: results/NAME)")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=200,
+        help="paired-bootstrap resamples behind each target's interval (0: none)",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -682,6 +793,7 @@ def main() -> None:
             name, key = futures[future]
             res = future.result()
             res["key"] = key
+            save_predictions(predictions_path(out, name), res.pop("predictions", {}))
             path = out / "jobs" / f"{name}.json"
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(res, indent=1))
@@ -704,6 +816,10 @@ def main() -> None:
             "lower_is_better": LOWER.get(family, []),
             "rows": rows,
         }
+    targets = check_targets(bench, tasks)
+    if args.resamples:
+        saved = {job: load_predictions(predictions_path(out, job)) for job in results}
+        target_intervals(bench, targets, data_dir, saved, names, args.seeds, args.resamples)
     main_cfg = results["multitask"]["model"]["config"]
     result = {
         "schema": SCHEMA,
@@ -730,16 +846,20 @@ def main() -> None:
         # wall_seconds counts only this run's jobs
         "reused_jobs": {name: results[name].get("git_commit") for name in reused},
         "tasks": tasks,
-        "targets": check_targets(bench, tasks),
+        "targets": targets,
+        # each target's interval: paired bootstrap over the test examples (p5rec.significance)
+        "bootstrap": {"resamples": args.resamples, "level": 0.95, "seed": 0},
     }
     path = Path(args.result) if args.result else RESULTS / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     for t in result["targets"]:
         mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        interval = t.get("interval")
+        spread = f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})" if interval else ""
         print(
             f"{t['task']:>18} {t['metric']:<15} {t['system']} {t['relation']} {t['against']}: "
-            f"{_fmt(t['value'])} vs {_fmt(t['reference'])} -> {mark}"
+            f"{_fmt(t['value'])} vs {_fmt(t['reference'])} -> {mark}{spread}"
         )
     print(f"wrote {path} in {result['wall_seconds'] / 60:.1f} min")
 

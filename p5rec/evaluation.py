@@ -37,8 +37,11 @@ def evaluate_run(
     cfg: ExperimentConfig,
     families: list[str] | None = None,
     progress: bool = True,
+    predictions: dict[str, list] | None = None,
 ) -> dict:
-    """Evaluate ``run_dir`` with ``cfg.eval``; writes ``RUN/metrics.json`` and returns it."""
+    """Evaluate ``run_dir`` with ``cfg.eval``; writes ``RUN/metrics.json`` and returns it.
+    Given a dict, ``predictions`` receives each family's predictions, aligned with its
+    evaluation examples (the benchmark's paired bootstrap rescores them)."""
     run_dir = Path(run_dir)
     start = time.time()
     run_info = (
@@ -84,7 +87,11 @@ def evaluate_run(
         template = fam.template_named(chosen) if chosen else fam.eval_template(ev.template_split)
         sources = [ctx.prompt(name, template.render(e.fields, e.target)[0]) for e in examples]
         t0 = time.time()
-        metrics = fam.evaluate(engine, ctx, examples, sources, {**options, "template": template})
+        family_options = {**options, "template": template}
+        predicted = fam.predict(engine, ctx, examples, sources, family_options)
+        metrics = fam.score(ctx, examples, predicted, family_options)
+        if predictions is not None:
+            predictions[name] = predicted
         seconds = time.time() - t0
         base_name, base_metrics = fam.baseline(ctx, examples, options)
         results[name] = {

@@ -21,6 +21,7 @@ Families of metrics:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from itertools import islice
@@ -589,16 +590,29 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
     n = _check_paired(hypotheses, references, "hypotheses", "references")
     hyps = _check_texts(hypotheses, "hypotheses")
     refs = _check_texts(references, "references")
+    totals = [0.0] * len(_ROUGE_KEYS)
+    for hyp, ref in zip(hyps, refs, strict=True):
+        for i, f1 in enumerate(_rouge_pair(hyp, ref)):
+            totals[i] += f1
+    return {key: float(100.0 * total / n) for key, total in zip(_ROUGE_KEYS, totals)}
+
+
+_ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+
+
+@functools.cache
+def _rouge_scorer():
     from rouge_score import rouge_scorer
 
-    keys = ("rouge1", "rouge2", "rougeL")
-    scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=True)
-    totals = dict.fromkeys(keys, 0.0)
-    for hyp, ref in zip(hyps, refs, strict=True):
-        scores = scorer.score(ref, hyp)  # argument order: (target, prediction)
-        for key in keys:
-            totals[key] += scores[key].fmeasure
-    return {key: float(100.0 * totals[key] / n) for key in keys}
+    return rouge_scorer.RougeScorer(list(_ROUGE_KEYS), use_stemmer=True)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _rouge_pair(hyp: str, ref: str) -> tuple[float, ...]:
+    """One pair's F1 per ROUGE key, remembered: a bootstrap rescores the same pairs many
+    times over."""
+    scores = _rouge_scorer().score(ref, hyp)  # argument order: (target, prediction)
+    return tuple(scores[key].fmeasure for key in _ROUGE_KEYS)
 
 
 # --------------------------------------------------------------------------- #

@@ -224,6 +224,20 @@ def _task_table(task: dict) -> list[str]:
     return _table(["System", "Kind", *(_label(task, m) for m in metrics)], rows)
 
 
+def _interval(target: dict) -> str:
+    """The target's 95% paired-bootstrap interval of its difference (a share of the
+    reference for "within 5%"), or a dash where the result has none."""
+    bounds = target.get("interval")
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        return "—"
+    lo, hi = (_number(b) for b in bounds)
+    if lo is None or hi is None:
+        return "—"
+    if target["relation"] == "within 5%":
+        return f"{100 * lo:+.1f}% to {100 * hi:+.1f}%"
+    return f"{lo:+.4f} to {hi:+.4f}"
+
+
 def _targets_table(targets: list[dict]) -> list[str]:
     met = sum(bool(t["met"]) for t in targets)
     rows = [
@@ -231,12 +245,23 @@ def _targets_table(targets: list[dict]) -> list[str]:
             *(_cell(t[k]) for k in ("task", "metric", "system", "relation", "against")),
             _fmt(t["value"]),
             _fmt(t["reference"]),
+            _interval(t),
             "✅" if t["met"] else "❌",
         ]
         for t in targets
     ]
-    header = ["Task", "Metric", "System", "Relation", "Against", "Value", "Reference", "Met"]
-    return [f"{met} of {len(targets)} targets met.", "", *_table(header, rows)]
+    header = ["Task", "Metric", "System", "Relation", "Against", "Value", "Reference"]
+    header += ["Difference, 95% interval", "Met"]
+    lines = [f"{met} of {len(targets)} targets met.", ""]
+    if any(t.get("interval") for t in targets):
+        lines += [
+            'The interval: value minus reference (a share of the reference for "within '
+            '5%") over paired bootstrap resamples of the test examples. A verdict whose '
+            'interval straddles 0 (for "within 5%": crosses ±5%) is one another sample of '
+            "users could reverse.",
+            "",
+        ]
+    return [*lines, *_table(header, rows)]
 
 
 def _models_table(models: dict) -> list[str]:

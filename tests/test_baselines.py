@@ -440,10 +440,16 @@ def test_suite_scores_every_baseline_with_the_family_metrics(tiny_ctx):
     for family, systems in expected.items():
         fam = get_family(family)
         examples = fam.examples(tiny_ctx, "test", random.Random(0))
-        rows = suite.rows(family, examples)
+        predictions: dict[str, list] = {}
+        rows = suite.rows(family, examples, predictions=predictions)
         assert [r["system"] for r in rows] == systems
         assert set(rows[1]["metrics"]) == set(rows[0]["metrics"])
         assert all(math.isfinite(v) for r in rows for v in r["metrics"].values())
+        # every trained baseline's predictions come back, and score as its row says
+        assert list(predictions) == systems[1:]
+        for row in rows[1:]:
+            rescored = fam.score(tiny_ctx, examples, predictions[row["system"]], options)
+            assert {k: rescored[k] for k in row["metrics"]} == row["metrics"]
     # the SASRec models are fitted once and shared by both item families
     assert set(suite._sasrec) == {"bce", "ce"}
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -115,3 +117,71 @@ def test_history_slots_measures_the_evaluated_rankings(tiny_run):
     model = evaluated["results"]["next_item"]["model"]
     for metric in ("hr@10", "ndcg@10"):
         assert row["history_kept"][metric] == pytest.approx(model[metric])
+
+
+def test_target_intervals_rescore_the_saved_predictions(bench, tiny_data, tmp_path):
+    """Each target gets the paired-bootstrap interval of its difference from the jobs'
+    saved predictions, every seed's; a system without saved predictions gets none."""
+    import random
+
+    from p5rec.tasks import get_family
+
+    spec = bench.Benchmark(
+        title="tiny",
+        source="synthetic",
+        input="-",
+        data=str(tiny_data),
+        config="configs/demo.yaml",
+        families=("next_item", "rating"),
+        headline={"next_item": "ndcg@10", "rating": "rmse"},
+        models={},
+        sasrec_minutes=0.0,
+        targets=(),
+        overrides=tuple(TINY),  # the tiny dataset's settings
+    )
+    _, ctx, options = bench._test_context(spec, tiny_data)
+    items = get_family("next_item").examples(ctx, "test", random.Random(0))
+    rated = get_family("rating").examples(ctx, "test", random.Random(0))
+    truth = [ex.meta["item"] for ex in items]
+    others = sorted(set(truth))
+    wrong = [[o for o in others if o != t][:10] for t in truth]  # never the target
+    right = [[t, *w[:9]] for t, w in zip(truth, wrong)]  # the target first
+    stars = [ex.meta["rating"] for ex in rated]
+    saved = {
+        "multitask": {
+            "next_item": {bench.MT: right, bench.MT_UNSEEN: right},
+            "rating": {bench.MT: [(s, s) for s in stars]},
+        },
+        "multitask-seed1": {
+            "next_item": {bench.MT: wrong, bench.MT_UNSEEN: right},
+            "rating": {bench.MT: [(s, s) for s in stars]},
+        },
+        "baselines-sasrec-ce": {"next_item": {"SASRec (CE)": wrong}},
+        "baselines-sasrec-ce-seed1": {"next_item": {"SASRec (CE)": wrong}},
+        # seed 1 lacks the rating baseline's predictions (a job saved before they were kept)
+        "baselines-other": {"rating": {"biased MF": [(3.0, 3.0)] * len(stars)}},
+    }
+    path = bench.predictions_path(tmp_path, "multitask")
+    path.parent.mkdir()
+    bench.save_predictions(path, saved["multitask"])
+    assert bench.load_predictions(path) == saved["multitask"]
+    assert bench.load_predictions(bench.predictions_path(tmp_path, "missing")) == {}
+
+    def target(task, metric, system, relation, against):
+        return dict(task=task, metric=metric, system=system, relation=relation, against=against)
+
+    targets = [
+        target("next_item", "ndcg@10", bench.MT, ">=", "SASRec (CE)"),
+        target("next_item", "ndcg@10", bench.MT_UNSEEN, "within 5%", bench.MT),
+        target("rating", "rmse", bench.MT, "<=", "biased MF"),
+    ]
+    names = ["multitask", "baselines-sasrec-ce", "baselines-other"]
+    bench.target_intervals(spec, targets, tiny_data, saved, names, 2, 50)
+    # seed 0 ranks every target first (NDCG 1), seed 1 never: the mean is 0.5 on every
+    # resample, against SASRec's 0
+    assert targets[0]["interval"] == pytest.approx([0.5, 0.5])
+    assert targets[1]["interval"] == pytest.approx([1.0, 1.0])  # (1 - 0.5) / 0.5
+    assert targets[2]["interval"] is None  # biased MF has no second seed's predictions
+    bench.target_intervals(spec, targets, tiny_data, saved, names, 1, 50)
+    lo, hi = targets[2]["interval"]  # exact ratings: RMSE 0 against a constant 3
+    assert lo <= hi < 0

@@ -44,6 +44,28 @@ def test_evaluate_writes_metrics_for_every_family(tiny_run, tiny_data):
     assert "next_item" in table and "hr@10" in table and "rmse" in table
 
 
+def test_evaluate_hands_back_the_predictions_it_scored(tiny_run, tiny_data):
+    """``predictions=``: each family's predictions, one per evaluated example, which the
+    family's evaluator scores to the reported metrics (the benchmark's bootstrap
+    rescores them)."""
+    import random
+
+    from p5rec.tasks import get_family
+    from p5rec.training import build_context
+
+    cfg = tiny_config(f"data.path={tiny_data}", "eval.max_examples=0")
+    predictions: dict[str, list] = {}
+    report = evaluate_run(tiny_run, cfg, ["next_item", "rating"], False, predictions)
+    ctx = build_context(cfg, tiny_data)
+    for family, predicted in predictions.items():
+        fam = get_family(family)
+        examples = fam.examples(ctx, "test", random.Random(0))
+        assert len(predicted) == len(examples) == report["results"][family]["n"]
+        options = {"ks": cfg.eval.ks}
+        assert fam.score(ctx, examples, predicted, options) == report["results"][family]["model"]
+    assert set(predictions) == {"next_item", "rating"}
+
+
 def test_evaluate_with_chosen_templates(tiny_run, tiny_data):
     """eval.templates evaluates a family with one of its templates by id (the same metrics
     as eval.template_split picking it) or with a source text; the report names the template

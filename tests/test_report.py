@@ -141,12 +141,32 @@ def test_markdown_bolds_best_values_and_shows_losses():
     # Every target is listed, the unmet one with a cross.
     assert "1 of 2 targets met." in md
     assert (
-        "| rating | rmse | p5rec multi-task | <= | matrix factorisation | 0.9512 | 0.9123 | ❌ |"
+        "| rating | rmse | p5rec multi-task | <= | matrix factorisation | 0.9512 | 0.9123 "
+        "| — | ❌ |"
     ) in md
-    met = "| next_item | ndcg@10 | p5rec multi-task | >= | SASRec (CE) | 0.2100 | 0.1800 | ✅ |"
+    met = "| next_item | ndcg@10 | p5rec multi-task | >= | SASRec (CE) | 0.2100 | 0.1800 | — | ✅ |"
     assert met in md
+    assert "paired bootstrap" not in md  # no intervals, no word on them
     assert "| p5rec multi-task | next_item, rating | random | 712,345 | 5.2 min |" in md
     assert "![" not in md  # no image_dir, no image links
+
+
+def test_targets_show_their_bootstrap_intervals():
+    """A target's interval is its difference's (a share of the reference for "within
+    5%"); a target without one shows a dash."""
+    r = result()
+    r["targets"][0]["interval"] = [0.0123, 0.04567]
+    r["targets"][1]["interval"] = None
+    r["targets"].append(
+        {"task": "next_item", "metric": "ndcg@10", "system": "p5rec multi-task, unseen template",
+         "against": "p5rec multi-task", "relation": "within 5%", "value": 0.2,
+         "reference": 0.21, "met": True, "interval": [-0.0812, -0.0134]}
+    )  # fmt: skip
+    md = render_markdown([r])
+    assert "| SASRec (CE) | 0.2100 | 0.1800 | +0.0123 to +0.0457 | ✅ |" in md
+    assert "| matrix factorisation | 0.9512 | 0.9123 | — | ❌ |" in md
+    assert "| p5rec multi-task | 0.2000 | 0.2100 | -8.1% to -1.3% | ✅ |" in md
+    assert "over paired bootstrap resamples of the test examples" in md
 
 
 def test_rows_over_several_seeds_show_their_spread():

@@ -1028,13 +1028,13 @@ def test_family_tokens_start_every_prompt(tmp_path, tiny_data, monkeypatch):
 
     seen = []
     for fam in fams:  # evaluation hands each family its prompts with the token in front
-        original = type(fam).evaluate
+        original = type(fam).predict
 
         def spy(self, engine, ctx, examples, sources, options, original=original):
             seen.append((self.name, sources))
             return original(self, engine, ctx, examples, sources, options)
 
-        monkeypatch.setattr(type(fam), "evaluate", spy)
+        monkeypatch.setattr(type(fam), "predict", spy)
     evaluate_run(run, cfg, ["rating", "next_item"], progress=False)
     assert [name for name, _ in seen] == ["rating", "next_item"]
     for name, sources in seen:

@@ -54,11 +54,17 @@ class BaselineSuite:
         return ["next_item", "candidate_ranking", "rating", "category", "sentiment", "explanation"]
 
     def rows(
-        self, family: str, examples: list[Example], systems: set[str] | None = None
+        self,
+        family: str,
+        examples: list[Example],
+        systems: set[str] | None = None,
+        predictions: dict[str, list] | None = None,
     ) -> list[dict]:
         """``{"system", "metrics", "seconds"}`` per baseline of ``family`` on ``examples``
         (``seconds``: fitting and predicting; a shared fit is counted where it happens);
-        ``systems``: only these (by name; None: all)."""
+        ``systems``: only these (by name; None: all). Given a dict, ``predictions``
+        receives each system's predictions (the family's simple baseline, which reports
+        metrics only, has none)."""
         fam = get_family(family)
         t0 = time.time()
         name, metrics = fam.baseline(self.ctx, examples, self.options)
@@ -69,7 +75,10 @@ class BaselineSuite:
             if systems is not None and system not in systems:
                 continue
             t0 = time.time()
-            scores = fam.score(self.ctx, examples, predict(examples), self.options)
+            predicted = predict(examples)
+            scores = fam.score(self.ctx, examples, predicted, self.options)
+            if predictions is not None:
+                predictions[system] = predicted
             # the simple baseline's metric names: e.g. a rating baseline has no decoded string
             scores = {k: v for k, v in scores.items() if k in metrics}
             rows.append(
