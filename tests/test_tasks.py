@@ -90,13 +90,18 @@ def test_next_item_remove_history_drops_past_items(tiny_ctx):
     options = {"ks": (1, 5), "num_beams": 5, "batch_size": 8, "remove_history": False}
     past = [tiny_ctx.interacted_before(ex) for ex in examples]
     targets = [ex.meta["item"] for ex in examples]
-    kept = fam.evaluate(_PastFirstEngine(tiny_ctx, examples), tiny_ctx, examples, sources, options)
+
+    def evaluate(engine, options):
+        predicted = fam.predict(engine, tiny_ctx, examples, sources, options)
+        return fam.score(tiny_ctx, examples, predicted, options)
+
+    kept = evaluate(_PastFirstEngine(tiny_ctx, examples), options)
     # past items fill the top of every list: a hit at 1 only where the target is the first
     assert kept["hr@1"] == pytest.approx(
         sum(min(p) == t for p, t in zip(past, targets)) / len(examples)
     )
     engine = _PastFirstEngine(tiny_ctx, examples)
-    removed = fam.evaluate(engine, tiny_ctx, examples, sources, {**options, "remove_history": True})
+    removed = evaluate(engine, {**options, "remove_history": True})
     # past items removed: the target is first, unless it is itself a past item (a repeat)
     fresh = sum(t not in p for p, t in zip(past, targets)) / len(examples)
     assert removed["hr@1"] == pytest.approx(fresh) and removed["ndcg@5"] == pytest.approx(fresh)

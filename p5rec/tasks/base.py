@@ -422,19 +422,6 @@ class TaskFamily:
         """The family's metrics of ``predictions`` (as ``predict`` returns them)."""
         raise NotImplementedError
 
-    def evaluate(
-        self,
-        engine: Engine,
-        ctx: TaskContext,
-        examples: list[Example],
-        sources: list[str],
-        options: dict[str, Any],
-    ) -> dict[str, float]:
-        """Predict for ``sources`` (rendered examples) and return the family's metrics."""
-        return self.score(
-            ctx, examples, self.predict(engine, ctx, examples, sources, options), options
-        )
-
     def baseline(
         self, ctx: TaskContext, examples: list[Example], options: dict[str, Any]
     ) -> tuple[str, dict[str, float]]:
