@@ -428,6 +428,7 @@ def model_job(bench: Benchmark, name: str, model: Model, data_dir: Path, run_dir
                     "n": res["n"],
                     "metrics": res["model"],
                     "seconds": res["seconds"],
+                    **({"calibration": res["calibration"]} if "calibration" in res else {}),
                 }
             )
     records = TrainingLog(run_dir / "train_log.jsonl").records()

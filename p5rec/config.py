@@ -518,6 +518,9 @@ class EvalConfig:
     # category answers are label sets (movie genres), not paths: answer with every label
     # the model rates likelier than its training frequency (Category.predict)
     multilabel: bool = False
+    # rating: the expected rating mapped through its least-squares line to the true rating,
+    # fitted on the validation split (Rating.calibrate); applies when evaluating test
+    calibrate_rating: bool = False
 
     def __post_init__(self) -> None:
         _check(self.split in ("valid", "test"), "eval.split must be 'valid' or 'test'")

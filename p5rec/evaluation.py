@@ -67,6 +67,7 @@ def evaluate_run(
         "template_split": ev.template_split,
         "multilabel": ev.multilabel,
         "remove_history": ev.remove_history,
+        "calibrate_rating": ev.calibrate_rating,
     }
     results: dict[str, dict] = {}
     names = families or list(cfg.tasks.families)
@@ -88,7 +89,10 @@ def evaluate_run(
         sources = [ctx.prompt(name, template.render(e.fields, e.target)[0]) for e in examples]
         t0 = time.time()
         family_options = {**options, "template": template}
-        predicted = fam.predict(engine, ctx, examples, sources, family_options)
+        raw = fam.predict(engine, ctx, examples, sources, family_options)
+        predicted, calibration = (raw, None)
+        if ev.split != "valid":  # calibration is fitted on the validation split
+            predicted, calibration = fam.calibrate(engine, ctx, raw, family_options)
         metrics = fam.score(ctx, examples, predicted, family_options)
         if predictions is not None:
             predictions[name] = predicted
@@ -103,6 +107,9 @@ def evaluate_run(
             "seconds": round(seconds, 2),
             "ms_per_example": round(1000 * seconds / len(examples), 2),
         }
+        if calibration is not None:
+            uncalibrated = fam.score(ctx, examples, raw, family_options)
+            results[name]["calibration"] = {**calibration, "uncalibrated": uncalibrated}
     report = {
         "split": ev.split,
         "remove_history": ev.remove_history,

@@ -66,6 +66,58 @@ def test_evaluate_hands_back_the_predictions_it_scored(tiny_run, tiny_data):
     assert set(predictions) == {"next_item", "rating"}
 
 
+def test_calibrated_rating_is_the_validation_line(tiny_run, tiny_data):
+    """eval.calibrate_rating: the test split's expected ratings go through the least-squares
+    line from the validation split's expected ratings to its true ones (clipped to the
+    rating range); the report keeps the fitted line and the uncalibrated metrics. A
+    validation evaluation is left uncalibrated (it is what the line is fitted on)."""
+    import random
+
+    from p5rec.tasks import get_family
+    from p5rec.tasks.rating import linear_fit
+    from p5rec.training import build_context
+
+    base = (f"data.path={tiny_data}", "eval.max_examples=0")
+    got: dict[str, dict[str, list]] = {"raw": {}, "calibrated": {}, "valid": {}}
+    raw = evaluate_run(tiny_run, tiny_config(*base), ["rating"], False, got["raw"])
+    on = tiny_config(*base, "eval.calibrate_rating=true")
+    calibrated = evaluate_run(tiny_run, on, ["rating"], False, got["calibrated"])
+    valid_cfg = tiny_config(*base, "eval.calibrate_rating=true", "eval.split=valid")
+    valid = evaluate_run(tiny_run, valid_cfg, ["rating"], False, got["valid"])
+    assert "calibration" not in raw["results"]["rating"]
+    assert "calibration" not in valid["results"]["rating"]
+
+    ctx = build_context(on, tiny_data)
+    truth = [
+        e.meta["rating"] for e in get_family("rating").examples(ctx, "valid", random.Random(0))
+    ]
+    expected = [e for e, _ in got["valid"]["rating"]]
+    slope, intercept = linear_fit(expected, truth)
+    fit = calibrated["results"]["rating"]["calibration"]
+    assert (fit["slope"], fit["intercept"]) == (pytest.approx(slope), pytest.approx(intercept))
+    assert fit["valid_n"] == len(truth)
+    assert fit["valid_rmse_calibrated"] <= fit["valid_rmse"] + 1e-12
+    assert fit["uncalibrated"] == raw["results"]["rating"]["model"]
+    lo, hi = ctx.corpus.rating_range
+    for (e, d), (c, d2) in zip(got["raw"]["rating"], got["calibrated"]["rating"]):
+        assert c == pytest.approx(min(hi, max(lo, slope * e + intercept)))
+        assert d2 == d
+
+
+def test_linear_fit_by_hand():
+    from p5rec.tasks.rating import linear_fit
+
+    assert linear_fit([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == (pytest.approx(2.0), pytest.approx(0.0))
+    # x = 0, 1, 2, 3 and y = 1, 1, 2, 4: slope 1, intercept 0.5 (by the normal equations)
+    assert linear_fit([0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 2.0, 4.0]) == (
+        pytest.approx(1.0),
+        pytest.approx(0.5),
+    )
+    assert linear_fit([3.0, 3.0], [1.0, 4.0]) == (0.0, 2.5)
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        linear_fit([1.0], [1.0, 2.0])
+
+
 def test_evaluate_with_chosen_templates(tiny_run, tiny_data):
     """eval.templates evaluates a family with one of its templates by id (the same metrics
     as eval.template_split picking it) or with a source text; the report names the template

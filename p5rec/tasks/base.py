@@ -422,6 +422,18 @@ class TaskFamily:
         """The family's metrics of ``predictions`` (as ``predict`` returns them)."""
         raise NotImplementedError
 
+    def calibrate(
+        self,
+        engine: Engine,
+        ctx: TaskContext,
+        predictions: list[Any],
+        options: dict[str, Any],
+    ) -> tuple[list[Any], dict[str, float] | None]:
+        """``predictions`` (of a split other than validation) recalibrated on the
+        validation split when ``options`` ask for it, and what was fitted; by default
+        unchanged, and None."""
+        return predictions, None
+
     def baseline(
         self, ctx: TaskContext, examples: list[Example], options: dict[str, Any]
     ) -> tuple[str, dict[str, float]]:

@@ -39,6 +39,19 @@ def expectation(probs: list[float], values: list[float]) -> float:
     return sum(p * v for p, v in zip(probs, values))
 
 
+def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Least-squares slope and intercept of ``y`` on ``x`` (slope 0 and the mean of ``y``
+    when ``x`` is constant)."""
+    if not x or len(x) != len(y):
+        raise ValueError(f"linear_fit needs equal, non-empty lists (got {len(x)} and {len(y)})")
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((a - mx) ** 2 for a in x)
+    if sxx == 0:
+        return 0.0, my
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
+    return slope, my - slope * mx
+
+
 @register
 class Rating(TaskFamily):
     name = "rating"
@@ -62,24 +75,58 @@ class Rating(TaskFamily):
     def _train_mean(self, ctx: TaskContext) -> GlobalMean:
         return GlobalMean(ctx.corpus.interactions[n].rating for n in ctx.splits.reviews["train"])
 
+    def _expected(self, engine, ctx, sources, options) -> list[float]:
+        """Per source, the rating expected under the model's distribution over the
+        training rating values (one forward pass per batch)."""
+        template, values, bs = (
+            self.template_of(options),
+            train_rating_values(ctx),
+            options["batch_size"],
+        )
+        return [
+            expectation(probs, values)
+            for start in range(0, len(sources), bs)
+            for probs in rating_distributions(engine, sources[start : start + bs], values, template)
+        ]
+
     def predict(self, engine, ctx, examples, sources, options) -> list[tuple]:
         """Per example: the expected rating (probability-weighted over the training rating
-        values, one forward pass) and the greedily decoded rating (None if unparsable)."""
+        values) and the greedily decoded rating (None if unparsable)."""
         template = self.template_of(options)
-        values = train_rating_values(ctx)
-        out = []
-        bs = options["batch_size"]
-        for start in range(0, len(sources), bs):
-            batch = sources[start : start + bs]
-            expected = [
-                expectation(probs, values)
-                for probs in rating_distributions(engine, batch, values, template)
-            ]
-            decoded = [
+        decoded = []
+        for start in range(0, len(sources), options["batch_size"]):
+            batch = sources[start : start + options["batch_size"]]
+            decoded += [
                 parse_rating(template.parse_target(t)) for t in engine.generate_text(batch, 8)
             ]
-            out.extend(zip(expected, decoded))
-        return out
+        return list(zip(self._expected(engine, ctx, sources, options), decoded))
+
+    def calibrate(self, engine, ctx, predictions, options):
+        """With ``options["calibrate_rating"]`` (``eval.calibrate_rating``): the expected
+        ratings mapped through the least-squares line from the model's expected rating to
+        the true one on the validation split (same template), clipped to the rating range,
+        as the rating baselines tune on that split; the decoded ratings unchanged. A model
+        whose expectation is right on average but too timid (or too bold) is rescaled."""
+        if not options.get("calibrate_rating"):
+            return predictions, None
+        valid = self.examples(ctx, "valid", random.Random(0))
+        if not valid:
+            raise ValueError("eval.calibrate_rating: the dataset has no validation ratings")
+        template = self.template_of(options)
+        sources = [ctx.prompt(self.name, template.render(e.fields, e.target)[0]) for e in valid]
+        expected = self._expected(engine, ctx, sources, options)
+        true = [e.meta["rating"] for e in valid]
+        slope, intercept = linear_fit(expected, true)
+        lo, hi = ctx.corpus.rating_range
+        fitted = [min(hi, max(lo, slope * e + intercept)) for e in expected]
+        calibrated = [(min(hi, max(lo, slope * e + intercept)), d) for e, d in predictions]
+        return calibrated, {
+            "slope": slope,
+            "intercept": intercept,
+            "valid_n": float(len(valid)),
+            "valid_rmse": rmse(expected, true),
+            "valid_rmse_calibrated": rmse(fitted, true),
+        }
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:
         """RMSE/MAE of the expected rating and of the decoded one (``*_decoded``; an
