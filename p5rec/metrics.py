@@ -600,6 +600,26 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
 _ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 
 
+def unique_sentence_ratio(hypotheses: Sequence[str]) -> float:
+    """Unique sentence ratio (USR; Li et al., 2021, "Personalized Transformer for
+    Explainable Recommendation"): the share of distinct texts among the generated ones::
+
+        USR = |{hyp_i, with surrounding whitespace stripped}| / N
+
+    1.0 when every text differs; 1/N when one text answers everything. BLEU and ROUGE
+    reward a generic sentence close to many references, so USR tells such an answer from
+    a personalised one.
+
+    Raises:
+        ValueError: On empty input.
+        TypeError: If an element is not a ``str``.
+    """
+    hyps = _check_texts(hypotheses, "hypotheses")
+    if not hyps:
+        raise ValueError("empty input: no hypotheses")
+    return len({h.strip() for h in hyps}) / len(hyps)
+
+
 @functools.cache
 def _rouge_scorer():
     from rouge_score import rouge_scorer

@@ -298,6 +298,17 @@ def test_rouge_hand_computed_partial_and_mean() -> None:
     assert out == pytest.approx({"rouge1": 50.0, "rouge2": 50.0, "rougeL": 50.0})
 
 
+def test_unique_sentence_ratio_by_hand() -> None:
+    # 4 answers, 2 distinct once whitespace is stripped -> 2 / 4
+    assert m.unique_sentence_ratio(["Great!", " Great!", "Works well", "Great!"]) == 0.5
+    assert m.unique_sentence_ratio(["a", "b", "c"]) == 1.0
+    assert m.unique_sentence_ratio(["same"] * 5) == pytest.approx(1 / 5)
+    with pytest.raises(ValueError, match="empty input"):
+        m.unique_sentence_ratio([])
+    with pytest.raises(TypeError, match=r"`hypotheses\[1\]` must be a str"):
+        m.unique_sentence_ratio(["a", None])
+
+
 @pytest.mark.parametrize("fn", [m.bleu4, m.rouge])
 def test_text_errors(fn) -> None:
     with pytest.raises(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 from p5rec.baselines import Majority
-from p5rec.metrics import bleu4, rouge
+from p5rec.metrics import bleu4, rouge, unique_sentence_ratio
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
 
 
 def _text_metrics(hyps: list[str], refs: list[str]) -> dict[str, float]:
-    return {"bleu4": bleu4(hyps, refs), **rouge(hyps, refs)}
+    """BLEU-4 and ROUGE against the references, and the share of distinct answers (usr)."""
+    return {"bleu4": bleu4(hyps, refs), **rouge(hyps, refs), "usr": unique_sentence_ratio(hyps)}
 
 
 def generate(engine, sources: list[str], template) -> list[str]:
