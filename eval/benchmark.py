@@ -896,7 +896,10 @@ def protocol(family: str, bench: Benchmark) -> str:
         "rating": "random 80/10/10 split; expected rating for p5rec",
         "category": "items split 80/10/10; test items unseen in training",
         "sentiment": "random 80/10/10 split of reviews; 1-2 negative, 3 neutral, 4-5 positive",
-        "explanation": "random 80/10/10 split; BLEU-4 (sacrebleu), ROUGE F1 x100; usr: share of distinct answers",
+        "explanation": (
+            "random 80/10/10 split; BLEU-4 (sacrebleu), ROUGE F1 x100; usr: share of distinct "
+            "answers"
+        ),
     }[family]
 
 
