@@ -78,11 +78,8 @@ class Rating(TaskFamily):
     def _expected(self, engine, ctx, sources, options) -> list[float]:
         """Per source, the rating expected under the model's distribution over the
         training rating values (one forward pass per batch)."""
-        template, values, bs = (
-            self.template_of(options),
-            train_rating_values(ctx),
-            options["batch_size"],
-        )
+        template, values = self.template_of(options), train_rating_values(ctx)
+        bs = options["batch_size"]
         return [
             expectation(probs, values)
             for start in range(0, len(sources), bs)
@@ -118,14 +115,16 @@ class Rating(TaskFamily):
         true = [e.meta["rating"] for e in valid]
         slope, intercept = linear_fit(expected, true)
         lo, hi = ctx.corpus.rating_range
-        fitted = [min(hi, max(lo, slope * e + intercept)) for e in expected]
-        calibrated = [(min(hi, max(lo, slope * e + intercept)), d) for e, d in predictions]
-        return calibrated, {
+
+        def line(e: float) -> float:
+            return min(hi, max(lo, slope * e + intercept))
+
+        return [(line(e), d) for e, d in predictions], {
             "slope": slope,
             "intercept": intercept,
             "valid_n": float(len(valid)),
             "valid_rmse": rmse(expected, true),
-            "valid_rmse_calibrated": rmse(fitted, true),
+            "valid_rmse_calibrated": rmse([line(e) for e in expected], true),
         }
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:
