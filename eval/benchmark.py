@@ -492,16 +492,7 @@ def _test_context(bench: Benchmark, data_dir: Path):
     from p5rec.training import build_context
 
     cfg = load_config(ROOT / bench.config, [*bench.overrides, f"data.path={data_dir}"])
-    ev = cfg.eval
-    options = {
-        "ks": ev.ks,
-        "num_beams": ev.num_beams,
-        "batch_size": ev.batch_size,
-        "template_split": "seen",
-        "multilabel": ev.multilabel,
-        "remove_history": ev.remove_history,
-    }
-    return cfg, build_context(cfg, data_dir), options
+    return cfg, build_context(cfg, data_dir), cfg.eval.options("seen")
 
 
 def baseline_jobs(items: list[str], others: list[str], sasrec_minutes: float):

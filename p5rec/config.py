@@ -522,6 +522,20 @@ class EvalConfig:
     # fitted on the validation split (Rating.calibrate); applies when evaluating test
     calibrate_rating: bool = False
 
+    def options(self, template_split: str | None = None) -> dict[str, Any]:
+        """The options a family's ``predict``, ``score`` and ``calibrate`` read, with
+        ``template_split`` in place of ``eval.template_split`` when given (validation and
+        the benchmark's rescoring use the seen templates)."""
+        return {
+            "ks": self.ks,
+            "num_beams": self.num_beams,
+            "batch_size": self.batch_size,
+            "template_split": template_split or self.template_split,
+            "multilabel": self.multilabel,
+            "remove_history": self.remove_history,
+            "calibrate_rating": self.calibrate_rating,
+        }
+
     def __post_init__(self) -> None:
         _check(self.split in ("valid", "test"), "eval.split must be 'valid' or 'test'")
         _check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "eval.ks must be >= 1")

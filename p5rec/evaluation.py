@@ -60,15 +60,7 @@ def evaluate_run(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
     ev = cfg.eval
-    options = {
-        "ks": ev.ks,
-        "num_beams": ev.num_beams,
-        "batch_size": ev.batch_size,
-        "template_split": ev.template_split,
-        "multilabel": ev.multilabel,
-        "remove_history": ev.remove_history,
-        "calibrate_rating": ev.calibrate_rating,
-    }
+    options = ev.options()
     results: dict[str, dict] = {}
     names = families or list(cfg.tasks.families)
     unused = sorted(set(ev.templates) - set(names))
@@ -90,13 +82,13 @@ def evaluate_run(
         t0 = time.time()
         family_options = {**options, "template": template}
         raw = fam.predict(engine, ctx, examples, sources, family_options)
+        seconds = time.time() - t0  # the model's predictions alone, without calibration
         predicted, calibration = (raw, None)
         if ev.split != "valid":  # calibration is fitted on the validation split
             predicted, calibration = fam.calibrate(engine, ctx, raw, family_options)
         metrics = fam.score(ctx, examples, predicted, family_options)
         if predictions is not None:
             predictions[name] = predicted
-        seconds = time.time() - t0
         base_name, base_metrics = fam.baseline(ctx, examples, options)
         results[name] = {
             "n": len(examples),

@@ -46,15 +46,7 @@ class Validation:
                 loader = DataLoader(list(range(len(examples))), batch_size=cfg.eval.batch_size)
                 sources = [s for s, _ in rendered]
                 self.scored.append((fam, examples, sources, accelerator.prepare(loader)))
-        ev = cfg.eval
-        self.options = {
-            "ks": ev.ks,
-            "num_beams": ev.num_beams,
-            "batch_size": ev.batch_size,
-            "template_split": "seen",
-            "multilabel": ev.multilabel,
-            "remove_history": ev.remove_history,
-        }
+        self.options = cfg.eval.options("seen")
 
     def sizes(self) -> dict[str, int]:
         """Validation examples scored per family."""
