@@ -12,7 +12,8 @@ and returns one typed answer per query:
   (next item: constrained beam search over all items; candidate ranking: every candidate's
   exact log-probability);
 * ``rating``: the expectation over the training rating values' probabilities, with the
-  distribution;
+  distribution (with ``eval.calibrate_rating``, the expectation through the line training
+  fitted on the validation split, as evaluation scores it; the raw one as ``expected``);
 * ``label``: a label of the family's training label set, with alternatives and the
   model's probabilities (sentiment, category), decided as evaluation decides it (sentiment:
   class-balanced), so the answer is always a real label;
@@ -111,6 +112,8 @@ class Assistant:
         if not data_dir:
             raise RequestError(f"{run_dir}: no dataset to serve from (set data.path=DIR)")
         self.ctx = build_context(self.cfg, data_dir, index)
+        # eval.calibrate_rating: training fitted the expected rating's line on validation
+        self.rating_line: dict | None = run_info.get("rating_calibration")
         check_context_tokens(self.ctx, tokenizer, str(run_dir))
         self.families = list(self.cfg.tasks.families)
         self.store = None  # a serving.HistoryStore: feedback extends histories
@@ -365,14 +368,19 @@ class Assistant:
         from p5rec.tasks import get_family
 
         template = get_family("rating").eval_template("seen")
-        values = self._rating_values
-        return [
-            {
-                "rating": round(rating.expectation(probs, values), 4),
+        values, line = self._rating_values, self.rating_line
+        lo, hi = self.ctx.corpus.rating_range
+        out = []
+        for probs in rating.rating_distributions(self.engine, sources, values, template):
+            expected = rating.expectation(probs, values)
+            answer = {
+                "rating": round(rating.on_line(line, expected, lo, hi) if line else expected, 4),
                 "distribution": {format_rating(v): round(p, 4) for v, p in zip(values, probs)},
             }
-            for probs in rating.rating_distributions(self.engine, sources, values, template)
-        ]
+            if line:
+                answer["expected"] = round(expected, 4)
+            out.append(answer)
+        return out
 
     def _labels_of(self, family: str, sources) -> list[dict]:
         from p5rec.tasks import get_family

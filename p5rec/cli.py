@@ -201,7 +201,8 @@ def cmd_ask(args: argparse.Namespace) -> None:
         _print_items(answer["items"])
     elif answer["kind"] == "rating":
         dist = ", ".join(f"{v}: {p:.2f}" for v, p in answer["distribution"].items())
-        print(f"rating: {answer['rating']:.2f}  (probabilities {dist})")
+        raw = f"calibrated from {answer['expected']:.2f}; " if "expected" in answer else ""
+        print(f"rating: {answer['rating']:.2f}  ({raw}probabilities {dist})")
     elif answer["kind"] == "label":
         alt = ", ".join(f"{a['label']} {a['probability']:.2f}" for a in answer["alternatives"])
         print(f"{answer['task']}: {answer['label']}  (p = {answer['probability']:.2f}; {alt})")

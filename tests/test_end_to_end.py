@@ -104,6 +104,43 @@ def test_calibrated_rating_is_the_validation_line(tiny_run, tiny_data):
         assert d2 == d
 
 
+def test_served_ratings_go_through_the_trained_line(tmp_path, tiny_data, tiny_run):
+    """With eval.calibrate_rating, training ends by fitting the kept model's rating line on
+    the validation split (the seen template, as evaluation fits it) into run.json; the
+    assistant's ratings are the expectation through that line, the raw one kept as
+    ``expected``."""
+    from p5rec.tasks.rating import expectation, on_line
+
+    cfg = tiny_config(f"data.path={tiny_data}", "eval.calibrate_rating=true")
+    summary = train(cfg, tmp_path / "run", progress=False)
+    line = summary["rating_calibration"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["rating_calibration"] == line
+    evaluated = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, max_examples=0))
+    report = evaluate_run(tmp_path / "run", evaluated, ["rating"], False)
+    fit = report["results"]["rating"]["calibration"]
+    assert fit["template"] == line["template"]
+    assert (fit["slope"], fit["intercept"]) == (
+        pytest.approx(line["slope"]),
+        pytest.approx(line["intercept"]),
+    )
+    assistant = Assistant(tmp_path / "run")
+    user, item = sorted(assistant.ctx.sequences)[0], sorted(assistant.ctx.index.codes)[3]
+    answer = assistant.answer([assistant.query("rating", user=user, item=item)])[0]
+    values = [float(v) for v in answer["distribution"]]
+    raw = expectation(list(answer["distribution"].values()), values)
+    assert answer["expected"] == pytest.approx(raw, abs=1e-3)
+    lo, hi = assistant.ctx.corpus.rating_range
+    assert answer["rating"] == pytest.approx(on_line(line, answer["expected"], lo, hi), abs=1e-3)
+    # a run trained without the setting rates with the expectation itself
+    plain = Assistant(tiny_run)
+    again = plain.answer([plain.query("rating", user=user, item=item)])[0]
+    assert plain.rating_line is None and "expected" not in again
+    values = [float(v) for v in again["distribution"]]
+    assert again["rating"] == pytest.approx(
+        expectation(list(again["distribution"].values()), values), abs=1e-3
+    )
+
+
 def test_linear_fit_by_hand():
     from p5rec.tasks.rating import linear_fit
 

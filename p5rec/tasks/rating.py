@@ -52,6 +52,11 @@ def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
+def on_line(line: dict, value: float, lo: float, hi: float) -> float:
+    """``value`` through ``line`` (its ``slope`` and ``intercept``), clipped to [lo, hi]."""
+    return min(hi, max(lo, line["slope"] * value + line["intercept"]))
+
+
 @register
 class Rating(TaskFamily):
     name = "rating"
@@ -98,14 +103,11 @@ class Rating(TaskFamily):
             ]
         return list(zip(self._expected(engine, ctx, sources, options), decoded))
 
-    def calibrate(self, engine, ctx, predictions, options):
-        """With ``options["calibrate_rating"]`` (``eval.calibrate_rating``): the expected
-        ratings mapped through the least-squares line from the model's expected rating to
-        the true one on the validation split (same template), clipped to the rating range,
-        as the rating baselines tune on that split; the decoded ratings unchanged. A model
-        whose expectation is right on average but too timid (or too bold) is rescaled."""
-        if not options.get("calibrate_rating"):
-            return predictions, None
+    def fit_line(self, engine, ctx, options) -> dict:
+        """The least-squares line from the model's expected rating to the true one on the
+        validation split, prompted with ``options``' template: ``template`` (its id),
+        ``slope``, ``intercept``, ``valid_n`` and the validation RMSE before and after
+        (``valid_rmse``, ``valid_rmse_calibrated``). ``on_line`` applies it."""
         valid = self.examples(ctx, "valid", random.Random(0))
         if not valid:
             raise ValueError("eval.calibrate_rating: the dataset has no validation ratings")
@@ -114,18 +116,26 @@ class Rating(TaskFamily):
         expected = self._expected(engine, ctx, sources, options)
         true = [e.meta["rating"] for e in valid]
         slope, intercept = linear_fit(expected, true)
+        line = {"template": template.id, "slope": slope, "intercept": intercept}
         lo, hi = ctx.corpus.rating_range
-
-        def line(e: float) -> float:
-            return min(hi, max(lo, slope * e + intercept))
-
-        return [(line(e), d) for e, d in predictions], {
-            "slope": slope,
-            "intercept": intercept,
-            "valid_n": float(len(valid)),
+        return {
+            **line,
+            "valid_n": len(valid),
             "valid_rmse": rmse(expected, true),
-            "valid_rmse_calibrated": rmse([line(e) for e in expected], true),
+            "valid_rmse_calibrated": rmse([on_line(line, e, lo, hi) for e in expected], true),
         }
+
+    def calibrate(self, engine, ctx, predictions, options):
+        """With ``options["calibrate_rating"]`` (``eval.calibrate_rating``): the expected
+        ratings mapped through the validation split's line (``fit_line``, same template),
+        clipped to the rating range, as the rating baselines tune on that split; the
+        decoded ratings unchanged. A model whose expectation is right on average but too
+        timid (or too bold) is rescaled."""
+        if not options.get("calibrate_rating"):
+            return predictions, None
+        line = self.fit_line(engine, ctx, options)
+        lo, hi = ctx.corpus.rating_range
+        return [(on_line(line, e, lo, hi), d) for e, d in predictions], line
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:
         """RMSE/MAE of the expected rating and of the decoded one (``*_decoded``; an

@@ -614,9 +614,23 @@ def train(
     }
     if main:
         _export_best(cfg, run_dir, len(tokenizer))
+        if cfg.eval.calibrate_rating and "rating" in cfg.tasks.families:
+            summary["rating_calibration"] = _rating_line(cfg, run_dir, ctx, accelerator.device)
         atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return summary
+
+
+def _rating_line(cfg: ExperimentConfig, run_dir: Path, ctx, device) -> dict:
+    """The exported model's rating line (``Rating.fit_line``, the first seen template, the
+    one ``p5rec ask`` and ``serve`` score ratings with), fitted on the validation split:
+    ``run.json``'s ``rating_calibration``, which the served ratings go through."""
+    from p5rec.generation import Engine
+    from p5rec.modeling import load_trained
+
+    model, tokenizer, index = load_trained(run_dir)
+    engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
+    return get_family("rating").fit_line(engine, ctx, cfg.eval.options("seen"))
 
 
 def _export_best(cfg: ExperimentConfig, run_dir: Path, vocab_size: int) -> None:
