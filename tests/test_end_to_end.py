@@ -141,6 +141,19 @@ def test_served_ratings_go_through_the_trained_line(tmp_path, tiny_data, tiny_ru
     )
 
 
+def test_calibrated_training_needs_validation_ratings(tmp_path):
+    """A run that is to fit its rating line on validation ratings says before training
+    that the dataset has none."""
+    from p5rec.data.dataset import prepare
+
+    no_valid = ("data.review_split=[0.9, 0.0, 0.1]",)
+    prepare("synthetic", None, tmp_path / "data", tiny_config(*no_valid).data)
+    cfg = tiny_config(*no_valid, f"data.path={tmp_path / 'data'}", "eval.calibrate_rating=true")
+    with pytest.raises(ConfigError, match="no validation ratings"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model").exists()
+
+
 def test_linear_fit_by_hand():
     from p5rec.tasks.rating import linear_fit
 

@@ -271,6 +271,15 @@ def train(
     ctx, tokenizer, families = _tokenizer_and_index(
         cfg, run_dir, data_dir, accelerator, checkpoint is None, progress
     )
+    if (
+        cfg.eval.calibrate_rating
+        and "rating" in cfg.tasks.families
+        and not ctx.splits.reviews["valid"]
+    ):
+        raise ConfigError(
+            f"eval.calibrate_rating: {data_dir} has no validation ratings to fit the rating "
+            "line on (turn it off, or split off validation ratings)"
+        )
     fingerprints = {
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "item_index": config_hash(ctx.index.codes),
