@@ -271,11 +271,9 @@ def train(
     ctx, tokenizer, families = _tokenizer_and_index(
         cfg, run_dir, data_dir, accelerator, checkpoint is None, progress
     )
-    if (
-        cfg.eval.calibrate_rating
-        and "rating" in cfg.tasks.families
-        and not ctx.splits.reviews["valid"]
-    ):
+    # eval.calibrate_rating: the kept model's rating line is fitted once training ends
+    fit_rating_line = cfg.eval.calibrate_rating and "rating" in cfg.tasks.families
+    if fit_rating_line and not ctx.splits.reviews["valid"]:
         raise ConfigError(
             f"eval.calibrate_rating: {data_dir} has no validation ratings to fit the rating "
             "line on (turn it off, or split off validation ratings)"
@@ -623,7 +621,7 @@ def train(
     }
     if main:
         _export_best(cfg, run_dir, len(tokenizer))
-        if cfg.eval.calibrate_rating and "rating" in cfg.tasks.families:
+        if fit_rating_line:
             summary["rating_calibration"] = _rating_line(cfg, run_dir, ctx, accelerator.device)
         atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
