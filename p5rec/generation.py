@@ -151,8 +151,9 @@ class Engine:
         self, sources: Sequence[str], targets: Sequence[Sequence[list[int]]]
     ) -> list[list[float]]:
         """Decoder-only scoring with the prompts run once: a batch of left-padded prompts
-        builds the cache, the cache rows are repeated per option, and more passes over the
-        options' tokens (but the last), in chunks of bounded size, score the rest."""
+        builds the cache, and the options' later tokens are fed one position at a time
+        with each distinct prefix fed once (:meth:`_score_prefixes`), in chunks of
+        bounded size."""
         enc = self._encode(sources, left=True)
         mask = enc["attention_mask"]
         lengths = mask.sum(-1)
@@ -169,23 +170,20 @@ class Engine:
         flat = [t for options in targets for t in options]
         if any(not t for t in flat):
             raise ValueError("every scored option needs at least one token")
-        owner = torch.repeat_interleave(
-            torch.arange(len(targets), device=self.device),
-            torch.tensor([len(o) for o in targets], device=self.device),
-        )  # the prompt row of each option
+        owner = [b for b, options in enumerate(targets) for _ in options]  # prompt row
         heads = torch.tensor([t[0] for t in flat], device=self.device)
-        totals = first[owner].gather(1, heads[:, None]).squeeze(1)
-        width = max(len(t) for t in flat) - 1  # tokens fed after the prompt
-        if width > 0:
-            size = self._options_per_pass(width, first.shape[-1])
+        totals = first[torch.tensor(owner, device=self.device)].gather(1, heads[:, None])[:, 0]
+        if max(len(t) for t in flat) > 1:
+            # a pass holds one row of logits and of cache per option at most
+            size = self._options_per_pass(1, first.shape[-1])
             rest = []
             for a in range(0, len(flat), size):
                 # the last pass may consume the prompt cache; earlier ones need a copy of it
                 cache = cache_of(out)
                 if a + size < len(flat):
                     cache = copy.deepcopy(cache)
-                rest += self._score_rest(
-                    cache, mask, lengths, owner[a : a + size], flat[a : a + size], width
+                rest += self._score_prefixes(
+                    cache, mask, lengths, owner[a : a + size], flat[a : a + size]
                 )
             totals = totals + torch.tensor(rest, device=self.device)
         results, at = [], 0
@@ -200,26 +198,46 @@ class Engine:
         ``score_logits`` logits (one pass over a large option set would not fit)."""
         return max(1, self.score_logits // (width * vocab))
 
-    def _score_rest(self, cache, mask, lengths, owner, options, width) -> list[float]:
+    def _score_prefixes(self, cache, mask, lengths, owner, options) -> list[float]:
         """Summed log-probability of each option's tokens after its first (``owner``: each
-        option's prompt row in the prompt ``cache``, which this reorders in place)."""
-        n = len(options)
-        ids = torch.full((n, width), self.pad, dtype=torch.long)
-        labels = torch.full((n, width), -100, dtype=torch.long)
-        fed = torch.zeros((n, width), dtype=torch.long)
-        for r, t in enumerate(options):
-            ids[r, : len(t) - 1] = torch.tensor(t[:-1])
-            labels[r, : len(t) - 1] = torch.tensor(t[1:])
-            fed[r, : len(t) - 1] = 1
-        cache.reorder_cache(owner)
-        logits = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=torch.cat([mask[owner], fed.to(self.device)], dim=-1),
-            position_ids=lengths[owner][:, None] + torch.arange(width, device=self.device),
-            use_cache=True,
-            **{cache_kwarg(self.model): cache},
-        ).logits  # (n, width, vocab)
-        return _sum_logprobs(logits, labels.to(self.device))
+        option's prompt row in the prompt ``cache``, which this reorders in place).
+
+        Depth by depth, one row per distinct prefix (prompt row and the option's first
+        ``depth`` tokens): the row's cache is its parent prefix's, it is fed the prefix's
+        last token, and its next-token distribution scores every option through it. Options
+        sharing a prefix (labels of one path, item codes of one cluster) share its rows, so
+        a set of options costs one forward row per node of its prefix tree, not one per
+        option token; no row carries padding."""
+        totals = [0.0] * len(options)
+        rows = {(o, ()): o for o in owner}  # the prefixes fed so far: (prompt, tokens) -> row
+        for depth in range(1, max(len(t) for t in options)):
+            nodes: dict[tuple, int] = {}
+            parents, fed, prompts, scored = [], [], [], []
+            for n, (o, t) in enumerate(zip(owner, options)):
+                if len(t) <= depth:
+                    continue
+                key = (o, tuple(t[:depth]))
+                if key not in nodes:
+                    nodes[key] = len(fed)
+                    parents.append(rows[(o, key[1][:-1])])
+                    fed.append(t[depth - 1])
+                    prompts.append(o)
+                scored.append((n, nodes[key], t[depth]))
+            cache.reorder_cache(torch.tensor(parents, device=self.device))
+            at = torch.tensor(prompts, device=self.device)
+            logits = self.model(
+                input_ids=torch.tensor(fed, device=self.device)[:, None],
+                attention_mask=torch.cat([mask[at], mask.new_ones((len(fed), depth))], dim=-1),
+                position_ids=(lengths[at] + depth - 1)[:, None],
+                use_cache=True,
+                **{cache_kwarg(self.model): cache},
+            ).logits[:, -1]  # (nodes, vocab)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            n, row, token = (torch.tensor(c, device=self.device) for c in zip(*scored))
+            for k, value in zip(n.tolist(), logp[row, token].tolist()):
+                totals[k] += value
+            rows = nodes
+        return totals
 
     def score_items(
         self, sources: Sequence[str], candidates: Sequence[Sequence[str]]

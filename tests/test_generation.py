@@ -193,8 +193,13 @@ def test_decoder_only_scoring_equals_a_full_forward_per_option(tiny_run):
     engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only=True)
     items = list(engine.index.codes)
     options = [items[:7], items[3:12], items[::4]]
-    got = engine.score_items(SOURCES, options)
-    for source, cands, scores in zip(SOURCES, options, got):
+    assert_full_forward_scores(engine, SOURCES, options, engine.score_items(SOURCES, options))
+
+
+def assert_full_forward_scores(engine, sources, options, got):
+    """``got`` holds, per source and option item, the log-probability of the item's code
+    (EOS included) after the prompt under one plain forward pass of a decoder-only model."""
+    for source, cands, scores in zip(sources, options, got):
         prompt = engine.tokenizer(source).input_ids
         for item, score in zip(cands, scores):
             target = [*engine.item_ids[item], engine.eos]
@@ -203,6 +208,30 @@ def test_decoder_only_scoring_equals_a_full_forward_per_option(tiny_run):
                 logp = torch.log_softmax(engine.model(input_ids=ids).logits[0].float(), -1)
             want = sum(logp[len(prompt) - 1 + j, t].item() for j, t in enumerate(target))
             assert score == pytest.approx(want, rel=1e-5, abs=1e-4)
+
+
+def test_decoder_only_scoring_feeds_each_distinct_prefix_once(tiny_run):
+    """After the prompt pass, a decoder-only model is fed one row per distinct (prompt,
+    option prefix) of the prefix tree, one token each: sequential codes share their first
+    tokens, so the rows are fewer than the options' tokens, and the scores are a full
+    forward's."""
+    engine = random_engine(tiny_run / "tokenizer", prefix_code_index(), decoder_only=True)
+    items = list(engine.index.codes)
+    options = [items, items[5:]]
+    fed = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda _m, _a, kw: fed.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        got = engine.score_items(SOURCES[:2], options)
+    finally:
+        hook.remove()
+    codes = [[[*engine.item_ids[i], engine.eos] for i in cands] for cands in options]
+    nodes = {(b, tuple(c[:k])) for b, cs in enumerate(codes) for c in cs for k in range(1, len(c))}
+    assert fed[1:] and all(width == 1 for _, width in fed[1:])  # fed[0]: the prompts
+    assert sum(rows for rows, _ in fed[1:]) == len(nodes)
+    assert len(nodes) < sum(len(c) - 1 for cs in codes for c in cs)
+    assert_full_forward_scores(engine, SOURCES[:2], options, got)
 
 
 @pytest.mark.parametrize("decoder_only", [False, True])
