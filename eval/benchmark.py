@@ -313,14 +313,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             # musical-instruments does), seed 42, against this definition's 0.0421 / 0.0414
             # and 0.244 / 0.195: 0.0403 / 0.0380, 0.196 / 0.171 (4000 steps in the budget
             # beside another job): not kept.
-            # Category answers are greedy decodes (always one of the 228 training paths
-            # here). Chosen instead among the training paths, each path's log-probability
-            # less a times its log training frequency (validation macro-F1, seen template;
-            # seed 42 on 300 items, seed 43 on all 1,210): greedy 0.313 / 0.234, a = 0 (the
-            # most probable path) 0.294 / 0.237, a = 0.5 0.325 / 0.261, a = 1 (the
-            # class-balanced decision) 0.346 / 0.237. Scoring every path of every item costs
-            # about 5 minutes per 1,210 items on this CPU (each path's tokens through the
-            # whole vocabulary), more than this benchmark's budget allows; not adopted.
+            # Category answers: the training path scoring highest less half its log
+            # training frequency (eval.label_prior in configs/beauty.yaml, with its
+            # validation figures; scoring every one of the 228 paths costs about 75 ms per
+            # item on this CPU, each distinct path prefix fed once, eval/bench_scoring.py).
             "model.d_model=64",
             "model.d_ff=128",
             "model.num_heads=2",

@@ -16,7 +16,9 @@ and returns one typed answer per query:
   fitted on the validation split, as evaluation scores it; the raw one as ``expected``);
 * ``label``: a label of the family's training label set, with alternatives and the
   model's probabilities (sentiment, category), decided as evaluation decides it (sentiment:
-  class-balanced), so the answer is always a real label;
+  class-balanced; ``eval.label_prior``), so the answer is always a real label; multi-label
+  categories (``eval.multilabel``) answer the labels likelier than their training share,
+  each a training label, with each one's probability (``labels``) and that of them all;
 * ``text``: a generated sentence (explanation).
 """
 
@@ -32,7 +34,8 @@ from typing import Any
 
 from p5rec.tasks import explanation, rating
 from p5rec.tasks.base import GENERIC_USER
-from p5rec.tasks.labels import prior_corrected, rank_labels, train_label_counts
+from p5rec.tasks.category import LabelLift
+from p5rec.tasks.labels import prior_weight, rank_labels, train_label_counts
 from p5rec.tasks.rating import format_rating
 
 __all__ = ["Assistant", "NotFoundError", "Query", "RequestError"]
@@ -391,10 +394,23 @@ class Assistant:
             raise RequestError(f"{family}: the training split has no labels to choose from")
         template = fam.eval_template("seen")
         out = []
-        balanced = prior_corrected(fam, self.ctx)
-        for ranked in rank_labels(self.engine, sources, counts, template, balanced):
+        weight = prior_weight(fam, self.ctx, self.cfg.eval.options())
+        lift = LabelLift(counts) if family == "category" and self.cfg.eval.multilabel else None
+        for ranked in rank_labels(self.engine, sources, counts, template, weight):
             top = [{"label": label, "probability": round(p, 4)} for label, p in ranked[:3]]
-            out.append({**top[0], "alternatives": top[1:]})
+            if lift is None:
+                out.append({**top[0], "alternatives": top[1:]})
+                continue
+            probs = dict(ranked)
+            label, joint, labels = lift.decide([probs[a] for a in lift.answers])
+            out.append(
+                {
+                    "label": label,
+                    "probability": round(joint, 4),
+                    "labels": {lab: round(p, 4) for lab, p in labels.items()},
+                    "alternatives": [t for t in top if t["label"] != label][:2],
+                }
+            )
         return out
 
     def _texts(self, family: str, sources) -> list[dict]:

@@ -521,6 +521,12 @@ class EvalConfig:
     # rating: the expected rating mapped through its least-squares line to the true rating,
     # fitted on the validation split (Rating.calibrate); applies when evaluating test
     calibrate_rating: bool = False
+    # per label family (sentiment, category), the weight w of the closed-set decision
+    # log p(label) - w * log prior(label), the prior being the label's training frequency:
+    # 0 answers the most probable training label, 1 decides class-balanced. Unset, a
+    # family's default (tasks.labels.prior_weight): 1 for sentiment trained on its natural
+    # label mix, else 0
+    label_prior: dict[str, float] = field(default_factory=dict)
 
     def options(self, template_split: str | None = None) -> dict[str, Any]:
         """The options a family's ``predict``, ``score`` and ``calibrate`` read, with
@@ -534,6 +540,7 @@ class EvalConfig:
             "multilabel": self.multilabel,
             "remove_history": self.remove_history,
             "calibrate_rating": self.calibrate_rating,
+            "label_prior": dict(self.label_prior),
         }
 
     def __post_init__(self) -> None:
@@ -551,6 +558,20 @@ class EvalConfig:
                 isinstance(spec, str) and spec.strip() != "",
                 f"eval.templates.{family} must be a template id or a source text",
             )
+        for family, weight in self.label_prior.items():
+            _check(
+                family in ("sentiment", "category"),
+                f"eval.label_prior: {family!r} is not a label family (sentiment, category)",
+            )
+            _check(
+                isinstance(weight, int | float) and 0 <= weight <= 1,
+                f"eval.label_prior.{family} must be a number from 0 to 1, got {weight!r}",
+            )
+        _check(
+            not (self.multilabel and "category" in self.label_prior),
+            "eval.label_prior.category: multi-label categories (eval.multilabel) keep each "
+            "label likelier than its training share; the weight decides single answers only",
+        )
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,38 @@ def test_batched_answers_equal_single_answers(assistant):
             assert alone["rating"] == pytest.approx(ans["rating"], abs=1e-3)
 
 
+def test_category_answers_are_decided_as_evaluated(tiny_run, tiny_data):
+    """A category answer is the label evaluation predicts for the same prompt: the training
+    path the model scores highest (weighed by eval.label_prior), or with eval.multilabel
+    the labels likelier than their training share, each with its probability."""
+    import random
+
+    from p5rec.config import load_config
+    from p5rec.tasks import get_family
+    from p5rec.tasks.category import labels_of
+
+    family = get_family("category")
+    for overrides in ([], ["eval.label_prior={category: 1}"], ["eval.multilabel=true"]):
+        cfg = load_config(tiny_run / "config.yaml", overrides)
+        assistant = Assistant(tiny_run, cfg=cfg)
+        examples = family.examples(assistant.ctx, "test", random.Random(0))[:4]
+        template = family.eval_template("seen")
+        sources = [
+            assistant.ctx.prompt("category", template.render(e.fields, e.target)[0])
+            for e in examples
+        ]
+        options = cfg.eval.options()
+        want = family.predict(assistant.engine, assistant.ctx, examples, sources, options)
+        for e, label in zip(examples, want):
+            ans = assistant.answer([assistant.query("category", item=e.meta["item"])])[0]
+            assert ans["label"] == label
+            if "multilabel=true" in " ".join(overrides):
+                assert set(ans["labels"]) == labels_of(label)
+                assert ans["probability"] <= min(ans["labels"].values()) + 1e-6
+            else:
+                assert label in assistant.labels("category")
+
+
 def test_bad_requests(assistant):
     user, items = _ids(assistant)
     with pytest.raises(NotFoundError, match="unknown user 'nobody' and no history"):

@@ -51,11 +51,24 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         ("data.review_split=[0.5, 0.1, 0.1]", "summing to 1"),
         ("tasks.user_text=anonymous", r"user_text must be one of \('id', 'generic', 'token'\)"),
         ("train", "expected key.sub=value"),
+        ("eval.label_prior={rating: 0.5}", "'rating' is not a label family"),
+        ("eval.label_prior={category: 2}", "label_prior.category must be a number from 0 to 1"),
+        ("eval.label_prior={category: 0.5}", None),
     ],
 )
 def test_bad_values_are_named(override, message):
+    if message is None:  # a good value, next to the bad ones
+        load_config(None, [override])
+        return
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_label_prior_decides_single_answers_only():
+    with pytest.raises(ConfigError, match="multi-label categories"):
+        load_config(None, ["eval.multilabel=true", "eval.label_prior={category: 0.5}"])
+    cfg = load_config(None, ["eval.multilabel=true", "eval.label_prior={sentiment: 0}"])
+    assert cfg.eval.options()["label_prior"] == {"sentiment": 0}
 
 
 def test_missing_file():

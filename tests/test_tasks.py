@@ -133,10 +133,10 @@ def test_balanced_label_decision_divides_by_the_training_prior():
 
     counts = Counter(positive=8, neutral=1, negative=1)
     template = Template("t", "sentiment", "seen", "{review}", "{target}")
-    balanced = rank_labels(Fixed(), ["s"], counts, template, balanced=True)[0]
+    balanced = rank_labels(Fixed(), ["s"], counts, template, 1.0)[0]
     assert [label for label, _ in balanced] == ["neutral", "negative", "positive"]
     assert dict(balanced)["positive"] == pytest.approx(0.6)
-    plain = rank_labels(Fixed(), ["s"], counts, template, balanced=False)[0]
+    plain = rank_labels(Fixed(), ["s"], counts, template, 0.0)[0]
     assert [label for label, _ in plain] == ["positive", "neutral", "negative"]
 
 
@@ -145,10 +145,11 @@ def test_multilabel_category_keeps_labels_likelier_than_their_training_share():
     Action 1/4, Comedy 3/4, Drama 1/4. Answer probabilities (Action > Comedy, Comedy,
     Drama) = (0.3, 0.5, 0.2) give label masses 0.3, 0.8, 0.2: Action and Comedy pass."""
     import math
+    from collections import Counter
 
     from p5rec.prompts import Template
     from p5rec.tasks.base import Example
-    from p5rec.tasks.category import lifted_labels
+    from p5rec.tasks.category import LabelLift, lifted_labels
 
     class Family:
         def examples(self, ctx, split, rng):
@@ -167,6 +168,50 @@ def test_multilabel_category_keeps_labels_likelier_than_their_training_share():
     options = {"template_split": "seen", "batch_size": 2}
     got = lifted_labels(Family(), Fixed(), None, ["a", "b", "c"], options)
     assert got == ["Action > Comedy", "Drama", "Comedy"]
+    # the answer's labels all hold in "Action > Comedy" alone: p 0.3
+    lift = LabelLift(Counter(e.target for e in Family().examples(None, "train", None)))
+    answer, joint, labels = lift.decide([0.3, 0.5, 0.2])
+    assert (answer, joint) == ("Action > Comedy", pytest.approx(0.3))
+    assert labels == {"Action": pytest.approx(0.3), "Comedy": pytest.approx(0.8)}
+
+
+def test_label_prior_weighs_the_training_frequencies_out_of_the_decision():
+    """Hand-computed: p(A)=0.8, p(B)=0.2 with training shares 0.9 and 0.1. Weight 0: A;
+    weight 1: log 0.2 - log 0.1 = 0.69 beats log 0.8 - log 0.9 = -0.12, so B; weight 0.5:
+    log 0.8 - 0.5 log 0.9 = -0.17 beats log 0.2 - 0.5 log 0.1 = -0.46, so A. Unset, a
+    family's default: sentiment (balanced) 1, category 0."""
+    import math
+
+    from p5rec.prompts import Template
+    from p5rec.tasks.base import Example
+    from p5rec.tasks.labels import closed_set_labels
+
+    class Family:
+        def __init__(self, name, balanced):
+            self.name, self.balanced = name, balanced
+
+        def examples(self, ctx, split, rng):
+            return [Example(self.name, {}, a) for a in ["A"] * 9 + ["B"]]
+
+        def template_of(self, options):
+            return Template("c", self.name, "seen", "{item_title}", "{target}")
+
+    class Fixed:
+        def score_texts(self, sources, options):
+            assert options == ["A", "B"]
+            return [[math.log(0.8), math.log(0.2)] for _ in sources]
+
+    class Ctx:
+        balance_labels = False
+
+    def decide(family, **prior):
+        options = {"batch_size": 4, "label_prior": prior}
+        return closed_set_labels(family, Fixed(), Ctx(), ["s"], options)[0]
+
+    category, sentiment = Family("category", False), Family("sentiment", True)
+    assert [decide(category, category=w) for w in (0, 0.5, 1)] == ["A", "A", "B"]
+    assert decide(category) == "A" and decide(sentiment) == "B"
+    assert decide(sentiment, sentiment=0) == "A"
 
 
 def test_rating_prompts_show_only_other_training_ratings(tiny_ctx):

@@ -387,7 +387,7 @@ def test_balance_labels_trains_sentiment_on_equal_label_counts(tiny_data):
     from collections import Counter
 
     from p5rec.tasks import get_family
-    from p5rec.tasks.labels import prior_corrected
+    from p5rec.tasks.labels import prior_weight
     from p5rec.training import build_context
 
     def label_counts(*extra):
@@ -405,12 +405,12 @@ def test_balance_labels_trains_sentiment_on_equal_label_counts(tiny_data):
 
     natural, n_rating, ctx = label_counts()
     assert len(natural) == 3 and max(natural.values()) > 30
-    assert prior_corrected(get_family("sentiment"), ctx)
+    assert prior_weight(get_family("sentiment"), ctx, {}) == 1.0
     balanced, n_rating_balanced, ctx = label_counts("tasks.balance_labels=true")
     assert balanced == {"negative": 30, "neutral": 30, "positive": 30}
     assert n_rating == n_rating_balanced == 30
-    assert not prior_corrected(get_family("sentiment"), ctx)
-    assert not prior_corrected(get_family("category"), ctx)
+    assert prior_weight(get_family("sentiment"), ctx, {}) == 0.0
+    assert prior_weight(get_family("category"), ctx, {}) == 0.0
 
 
 def test_template_shuffle_reorders_the_epoch_prompts(tiny_data):

@@ -355,8 +355,8 @@ class TaskFamily:
     # the source's only item codes are a time-ordered history, so a decoder-only model may
     # learn to predict each of them from the ones before (``train.history_loss``)
     history_source: ClassVar[bool] = False
-    # a closed-set label family decided class-balanced (answers divided by the training
-    # label frequencies; see ``tasks.labels.prior_corrected``)
+    # a closed-set label family decided class-balanced by default (answers divided by the
+    # training label frequencies; see ``tasks.labels.prior_weight``)
     balanced: ClassVar[bool] = False
 
     @cached_property

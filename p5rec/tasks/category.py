@@ -4,16 +4,22 @@ The target joins the item's categories, most general first: a path for Amazon it
 ("Beauty > Makeup > Lips"), a label set for movies ("Action > Comedy"). Scores cover both
 readings: exact-match accuracy and macro-F1 of whole answers, and micro/macro F1 over the
 single labels (the multi-label genre metrics).
+
+The answer is one of the training answers: a path, the training path the model scores
+highest (``tasks.labels.closed_set_labels``; ``eval.label_prior`` may discount frequent
+paths), or with ``eval.multilabel`` the labels the model rates likelier than their training
+share (:func:`lifted_labels`).
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from p5rec.baselines import Majority
 from p5rec.metrics import macro_f1_multilabel, micro_f1_multilabel
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
-from p5rec.tasks.labels import decode_labels, label_metrics, softmax, train_label_counts
+from p5rec.tasks.labels import closed_set_labels, label_metrics, softmax, train_label_counts
 
 SEPARATOR = " > "
 
@@ -39,35 +45,51 @@ def category_metrics(preds: list[str], true: list[str]) -> dict[str, float]:
     }
 
 
-def lifted_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
-    """Multi-label answers from the model's distribution over the training answers.
+class LabelLift:
+    """The multi-label decision over a family's training answers (label sets, ``answers``
+    with their training counts).
 
-    Every training answer (a label set) is scored and normalised; a label's probability is
-    the mass of the answers that contain it. The answer keeps each label whose probability
-    is at least its training frequency (the share of training answers with it), so rare
-    labels are not drowned by frequent ones; when none is, the label with the largest
-    ratio. Labels are joined in sorted order."""
-    answers = train_label_counts(family, ctx)
-    names = sorted(answers)
-    sets = [labels_of(a) for a in names]
-    total = sum(answers.values())
-    labels = sorted(set().union(*sets))
-    prior = {
-        lab: sum(answers[a] for a, s in zip(names, sets) if lab in s) / total for lab in labels
-    }
+    Given the model's probability of each training answer (normalised over them), a
+    label's probability is the mass of the answers that contain it. The answer keeps each
+    label whose probability is at least its training frequency (the share of training
+    answers with it), so rare labels are not drowned by frequent ones; when none is, the
+    label with the largest ratio. Labels are joined in sorted order."""
+
+    def __init__(self, answers: Counter) -> None:
+        self.answers = sorted(answers)
+        self.sets = [labels_of(a) for a in self.answers]
+        total = sum(answers.values())
+        self.labels = sorted(set().union(*self.sets))
+        self.prior = {
+            lab: sum(answers[a] for a, s in zip(self.answers, self.sets) if lab in s) / total
+            for lab in self.labels
+        }
+
+    def decide(self, probs: list[float]) -> tuple[str, float, dict[str, float]]:
+        """The answer for ``probs`` (one per answer, in ``self.answers`` order), the
+        probability that all its labels hold (the mass of the answers containing them all)
+        and the probability of each of its labels."""
+        mass = dict.fromkeys(self.labels, 0.0)
+        for p, s in zip(probs, self.sets):
+            for lab in s:
+                mass[lab] += p
+        chosen = [lab for lab in self.labels if mass[lab] >= self.prior[lab] - 1e-9]
+        if not chosen:
+            chosen = [max(self.labels, key=lambda lab: (mass[lab] / self.prior[lab], lab))]
+        joint = sum(p for p, s in zip(probs, self.sets) if s.issuperset(chosen))
+        return SEPARATOR.join(chosen), joint, {lab: mass[lab] for lab in chosen}
+
+
+def lifted_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
+    """Multi-label answers (:class:`LabelLift`) from the model's scores of every training
+    answer."""
+    lift = LabelLift(train_label_counts(family, ctx))
     template = family.template_of(options)
-    texts = [template.render_target(a) for a in names]
+    texts = [template.render_target(a) for a in lift.answers]
     preds = []
     for start in range(0, len(sources), options["batch_size"]):
         for scores in engine.score_texts(sources[start : start + options["batch_size"]], texts):
-            mass = dict.fromkeys(labels, 0.0)
-            for p, s in zip(softmax(scores), sets):
-                for lab in s:
-                    mass[lab] += p
-            chosen = [lab for lab in labels if mass[lab] >= prior[lab] - 1e-9]
-            if not chosen:
-                chosen = [max(labels, key=lambda lab: (mass[lab] / prior[lab], lab))]
-            preds.append(SEPARATOR.join(chosen))
+            preds.append(lift.decide(softmax(scores))[0])
     return preds
 
 
@@ -91,7 +113,7 @@ class Category(TaskFamily):
     def predict(self, engine, ctx, examples, sources, options) -> list[str]:
         if options.get("multilabel"):
             return lifted_labels(self, engine, ctx, sources, options)
-        return decode_labels(self, engine, sources, options)
+        return closed_set_labels(self, engine, ctx, sources, options)
 
     def score(self, ctx, examples, predictions, options) -> dict[str, float]:
         return category_metrics(predictions, [e.target for e in examples])

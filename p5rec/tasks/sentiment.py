@@ -21,7 +21,7 @@ class Sentiment(TaskFamily):
     name = "sentiment"
     required = ("review",)
     optional = ("user", "item", "item_title")
-    balanced = True  # class-balanced decision (tasks.labels.prior_corrected)
+    balanced = True  # class-balanced decision (tasks.labels.prior_weight)
 
     def examples(self, ctx: TaskContext, split: str, rng: random.Random) -> list[Example]:
         events = (ctx.corpus.interactions[n] for n in ctx.splits.reviews[split])
