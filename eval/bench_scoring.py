@@ -151,8 +151,7 @@ def main() -> None:
     parser.add_argument("--name", default="scoring")
     args = parser.parse_args()
 
-    from p5rec.evaluation import hardware
-    from p5rec.training import git_commit
+    from p5rec.evaluation import write_measurement
 
     t0 = time.time()
     rows = []
@@ -167,18 +166,8 @@ def main() -> None:
             f"largest score difference {row['max_abs_score_difference']}",
             flush=True,
         )
-    result = {
-        "benchmark": "scoring",
-        "runs": rows,
-        "git_commit": git_commit(),
-        "hardware": hardware(),
-        "threads": torch.get_num_threads(),
-        "wall_seconds": round(time.time() - t0, 1),
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    payload = {"benchmark": "scoring", "runs": rows, "threads": torch.get_num_threads()}
+    write_measurement(RESULTS / f"{args.name}.json", payload, t0)
 
 
 if __name__ == "__main__":

@@ -115,8 +115,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from p5rec.evaluation import hardware
-    from p5rec.training import git_commit
+    from p5rec.evaluation import write_measurement
 
     t0 = time.time()
     rows = []
@@ -126,18 +125,8 @@ def main() -> None:
         print(_line(str(run), row), flush=True)
         if "sasrec_ce" in row:
             print(_line(f"{run} SASRec (CE)", row["sasrec_ce"]), flush=True)
-    result = {
-        "benchmark": "history_slots",
-        "split": args.split,
-        "runs": rows,
-        "git_commit": git_commit(),
-        "hardware": hardware(),
-        "wall_seconds": round(time.time() - t0, 1),
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    payload = {"benchmark": "history_slots", "split": args.split, "runs": rows}
+    write_measurement(RESULTS / f"{args.name}.json", payload, t0)
 
 
 if __name__ == "__main__":

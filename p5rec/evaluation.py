@@ -32,6 +32,22 @@ def hardware() -> dict[str, str | int]:
     return info
 
 
+def write_measurement(path: str | Path, payload: dict, started: float) -> Path:
+    """Write a measurement's ``payload`` to ``path`` (JSON) with the git commit, the
+    hardware and the wall time since ``started`` (``time.time()``)."""
+    path = Path(path)
+    result = {
+        **payload,
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def evaluate_run(
     run_dir: str | Path,
     cfg: ExperimentConfig,
