@@ -205,7 +205,11 @@ def cmd_ask(args: argparse.Namespace) -> None:
         print(f"rating: {answer['rating']:.2f}  ({raw}probabilities {dist})")
     elif answer["kind"] == "label":
         alt = ", ".join(f"{a['label']} {a['probability']:.2f}" for a in answer["alternatives"])
-        print(f"{answer['task']}: {answer['label']}  (p = {answer['probability']:.2f}; {alt})")
+        each = ", ".join(f"{lab} {p:.2f}" for lab, p in answer.get("labels", {}).items())
+        each = f"each: {each}; " if each else ""  # a multi-label answer's labels
+        print(
+            f"{answer['task']}: {answer['label']}  (p = {answer['probability']:.2f}; {each}{alt})"
+        )
     else:
         print(answer["text"])
 

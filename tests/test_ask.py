@@ -133,6 +133,20 @@ def test_category_answers_are_decided_as_evaluated(tiny_run, tiny_data):
                 assert label in assistant.labels("category")
 
 
+def test_cli_ask_prints_each_label_of_a_multilabel_answer(tiny_run, capsys):
+    item = sorted(Assistant(tiny_run).ctx.index.codes)[5]
+    args = ["ask", f"What type of product is {item}?", "eval.multilabel=true"]
+    args += ["--model", str(tiny_run)]
+    assert main([*args, "--json"]) == 0
+    ans = json.loads(capsys.readouterr().out)
+    assert ans["task"] == "category" and ans["labels"]
+    assert main(args) == 0
+    each = ", ".join(f"{lab} {p:.2f}" for lab, p in ans["labels"].items())
+    assert f"category: {ans['label']}  (p = {ans['probability']:.2f}; each: {each}; " in (
+        capsys.readouterr().out
+    )
+
+
 def test_bad_requests(assistant):
     user, items = _ids(assistant)
     with pytest.raises(NotFoundError, match="unknown user 'nobody' and no history"):
