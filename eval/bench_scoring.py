@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "eval" / "results"
+
+from bench_decoding import time_call  # noqa: E402  (this folder: the median after a warm-up)
 
 
 @torch.no_grad()
@@ -58,24 +59,15 @@ def plain_forward(engine, sources: list[str], texts: list[str], chunk: int) -> l
             for r, o in enumerate(part):
                 ids[r, : len(prompt) + len(o)] = torch.tensor(prompt + o)
                 mask[r, : len(prompt) + len(o)] = 1
-            logits = engine.model(input_ids=ids.to(engine.device), attention_mask=mask).logits
+            logits = engine.model(
+                input_ids=ids.to(engine.device), attention_mask=mask.to(engine.device)
+            ).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
             for r, o in enumerate(part):
                 at = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(o))
                 row.append(logp[r, at, torch.tensor(o)].sum().item())
         out.append(row)
     return out
-
-
-def timed(fn, repeats: int) -> tuple[list, float]:
-    """``fn()``'s result and the median seconds of ``repeats`` calls after a warm-up."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return result, statistics.median(times)
 
 
 def measure(run: Path, family_name: str, split: str, n: int, batch: int, repeats: int) -> dict:
@@ -108,8 +100,12 @@ def measure(run: Path, family_name: str, split: str, n: int, batch: int, repeats
             for s in engine.score_texts(sources[a : a + batch], texts)
         ]
 
-    mine, t_mine = timed(ours, repeats)
-    plain, t_plain = timed(lambda: plain_forward(engine, sources, texts, batch), repeats)
+    def plain_pass():
+        return plain_forward(engine, sources, texts, batch)
+
+    mine, plain = ours(), plain_pass()
+    t_mine = time_call(ours, engine.device, repeats)
+    t_plain = time_call(plain_pass, engine.device, repeats)
     tokens = [tokenizer(t, add_special_tokens=False).input_ids + [engine.eos] for t in texts]
     prefixes = {tuple(t[:k]) for t in tokens for k in range(1, len(t))}
     diff = max(abs(a - b) for r, s in zip(mine, plain) for a, b in zip(r, s))

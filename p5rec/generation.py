@@ -172,7 +172,7 @@ class Engine:
             raise ValueError("every scored option needs at least one token")
         owner = [b for b, options in enumerate(targets) for _ in options]  # prompt row
         heads = torch.tensor([t[0] for t in flat], device=self.device)
-        totals = first[torch.tensor(owner, device=self.device)].gather(1, heads[:, None])[:, 0]
+        totals = first[torch.tensor(owner, device=self.device), heads]  # each option's first
         if max(len(t) for t in flat) > 1:
             # a pass holds one row of logits and of cache per option at most
             size = self._options_per_pass(1, first.shape[-1])
@@ -233,8 +233,9 @@ class Engine:
                 **{cache_kwarg(self.model): cache},
             ).logits[:, -1]  # (nodes, vocab)
             logp = torch.log_softmax(logits.float(), dim=-1)
-            n, row, token = (torch.tensor(c, device=self.device) for c in zip(*scored))
-            for k, value in zip(n.tolist(), logp[row, token].tolist()):
+            which, row, token = zip(*scored)
+            at_row, at_token = (torch.tensor(c, device=self.device) for c in (row, token))
+            for k, value in zip(which, logp[at_row, at_token].tolist()):
                 totals[k] += value
             rows = nodes
         return totals
