@@ -315,7 +315,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             # beside another job): not kept.
             # Category answers: the training path scoring highest less half its log
             # training frequency (eval.label_prior in configs/beauty.yaml, with its
-            # validation figures; scoring every one of the 228 paths costs about 78 ms per
+            # validation figures; scoring every one of the 228 paths costs about 75 ms per
             # item with two threads on this CPU, each distinct path prefix fed once,
             # eval/bench_scoring.py).
             "model.d_model=64",
