@@ -35,7 +35,7 @@ from typing import Any
 from p5rec.tasks import explanation, rating
 from p5rec.tasks.base import GENERIC_USER
 from p5rec.tasks.category import LabelLift
-from p5rec.tasks.labels import prior_weight, rank_labels, train_label_counts
+from p5rec.tasks.labels import label_prior, prior_weight, rank_labels, train_label_counts
 from p5rec.tasks.rating import format_rating
 
 __all__ = ["Assistant", "NotFoundError", "Query", "RequestError"]
@@ -120,6 +120,9 @@ class Assistant:
         check_context_tokens(self.ctx, tokenizer, str(run_dir))
         self.families = list(self.cfg.tasks.families)
         self.store = None  # a serving.HistoryStore: feedback extends histories
+        # per label family, the prior its answers are decided against (label_prior; with
+        # eval.label_prior_from=model it is the model's mean answer, computed once)
+        self._label_priors: dict[str, dict[str, float]] = {}
         self.engine = Engine(
             model,
             tokenizer,
@@ -393,10 +396,14 @@ class Assistant:
         if not counts:
             raise RequestError(f"{family}: the training split has no labels to choose from")
         template = fam.eval_template("seen")
+        options = self.cfg.eval.options()
+        if family not in self._label_priors:
+            self._label_priors[family] = label_prior(fam, self.engine, self.ctx, template, options)
+        prior = self._label_priors[family]
         out = []
-        weight = prior_weight(fam, self.ctx, self.cfg.eval.options())
-        lift = LabelLift(counts) if family == "category" and self.cfg.eval.multilabel else None
-        for ranked in rank_labels(self.engine, sources, counts, template, weight):
+        weight = prior_weight(fam, self.ctx, options)
+        lift = LabelLift(prior) if family == "category" and self.cfg.eval.multilabel else None
+        for ranked in rank_labels(self.engine, sources, prior, template, weight):
             top = [{"label": label, "probability": round(p, 4)} for label, p in ranked[:3]]
             if lift is None:
                 out.append({**top[0], "alternatives": top[1:]})

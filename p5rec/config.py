@@ -522,11 +522,15 @@ class EvalConfig:
     # fitted on the validation split (Rating.calibrate); applies when evaluating test
     calibrate_rating: bool = False
     # per label family (sentiment, category), the weight w of the closed-set decision
-    # log p(label) - w * log prior(label), the prior being the label's training frequency:
-    # 0 answers the most probable training label, 1 decides class-balanced. Unset, a
-    # family's default (tasks.labels.prior_weight): 1 for sentiment trained on its natural
-    # label mix, else 0
+    # log p(label) - w * log prior(label): 0 answers the most probable training label, 1
+    # decides class-balanced. Unset, a family's default (tasks.labels.prior_weight): 1 for
+    # sentiment trained on its natural label mix, else 0
     label_prior: dict[str, float] = field(default_factory=dict)
+    # the prior of those decisions (and of eval.multilabel's label shares): "training", the
+    # labels' training frequencies, or "model", the model's mean probability of each label
+    # over validation prompts of the template evaluated, so an unfamiliar wording's pull
+    # toward some labels is discounted (tasks.labels.label_prior)
+    label_prior_from: str = "training"
 
     def options(self, template_split: str | None = None) -> dict[str, Any]:
         """The options a family's ``predict``, ``score`` and ``calibrate`` read, with
@@ -541,6 +545,7 @@ class EvalConfig:
             "remove_history": self.remove_history,
             "calibrate_rating": self.calibrate_rating,
             "label_prior": dict(self.label_prior),
+            "label_prior_from": self.label_prior_from,
         }
 
     def __post_init__(self) -> None:
@@ -570,7 +575,11 @@ class EvalConfig:
         _check(
             not (self.multilabel and "category" in self.label_prior),
             "eval.label_prior.category: multi-label categories (eval.multilabel) keep each "
-            "label likelier than its training share; the weight decides single answers only",
+            "label likelier than its prior share; the weight decides single answers only",
+        )
+        _check(
+            self.label_prior_from in ("training", "model"),
+            f"eval.label_prior_from must be 'training' or 'model', got {self.label_prior_from!r}",
         )
 
 

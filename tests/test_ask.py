@@ -103,8 +103,9 @@ def test_batched_answers_equal_single_answers(assistant):
 
 def test_category_answers_are_decided_as_evaluated(tiny_run, tiny_data):
     """A category answer is the label evaluation predicts for the same prompt: the training
-    path the model scores highest (weighed by eval.label_prior), or with eval.multilabel
-    the labels likelier than their training share, each with its probability."""
+    path the model scores highest (weighed by eval.label_prior against the training
+    frequencies or the model's mean answer), or with eval.multilabel the labels likelier
+    than their training share, each with its probability."""
     import random
 
     from p5rec.config import load_config
@@ -112,7 +113,9 @@ def test_category_answers_are_decided_as_evaluated(tiny_run, tiny_data):
     from p5rec.tasks.category import labels_of
 
     family = get_family("category")
-    for overrides in ([], ["eval.label_prior={category: 1}"], ["eval.multilabel=true"]):
+    weighed = ["eval.label_prior={category: 1}"]
+    model_prior = ["eval.label_prior_from=model", *weighed]
+    for overrides in ([], weighed, ["eval.multilabel=true"], model_prior):
         cfg = load_config(tiny_run / "config.yaml", overrides)
         assistant = Assistant(tiny_run, cfg=cfg)
         examples = family.examples(assistant.ctx, "test", random.Random(0))[:4]

@@ -54,6 +54,8 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         ("eval.label_prior={rating: 0.5}", "'rating' is not a label family"),
         ("eval.label_prior={category: 2}", "label_prior.category must be a number from 0 to 1"),
         ("eval.label_prior={category: 0.5}", None),
+        ("eval.label_prior_from=validation", "label_prior_from must be 'training' or 'model'"),
+        ("eval.label_prior_from=model", None),
     ],
 )
 def test_bad_values_are_named(override, message):

@@ -214,6 +214,62 @@ def test_label_prior_weighs_the_training_frequencies_out_of_the_decision():
     assert decide(sentiment, sentiment=0) == "A"
 
 
+def test_model_label_prior_is_the_mean_answer_on_validation_prompts():
+    """Hand-computed: training answers A and B five times each; the two validation prompts
+    score p(A) 0.95 and 0.85 (mean 0.9), the test prompt 0.85. Against the training shares
+    (0.5 each) weight 1 answers A; against the model's prior (0.9, 0.1) log 0.85 - log 0.9 =
+    -0.06 loses to log 0.15 - log 0.1 = 0.41, so B. The prior's prompts are the validation
+    examples under the template evaluated, and the multi-label decision uses the same
+    prior: masses 0.85 and 0.15 against shares 0.9 and 0.1 keep B only."""
+    import math
+
+    from p5rec.prompts import Template
+    from p5rec.tasks.base import Example
+    from p5rec.tasks.category import lifted_labels
+    from p5rec.tasks.labels import closed_set_labels, label_prior
+
+    class Family:
+        name, balanced = "category", False
+
+        def examples(self, ctx, split, rng):
+            if split == "valid":
+                return [Example(self.name, {"item_title": t}, "A") for t in ("v1", "v2")]
+            return [Example(self.name, {"item_title": "t"}, a) for a in "AB" * 5]
+
+        def template_of(self, options):
+            return Template("c", self.name, "unseen", "Kind of {item_title}?", "{target}")
+
+    class Fixed:
+        scored: list[str] = []
+
+        def score_texts(self, sources, options):
+            assert options == ["A", "B"]
+            self.scored += sources
+            table = {"Kind of v1?": 0.95, "Kind of v2?": 0.85, "s": 0.85}
+            return [[math.log(table[s]) - 3.0, math.log(1 - table[s]) - 3.0] for s in sources]
+
+    class Ctx:
+        balance_labels = False
+
+        def prompt(self, family, text):
+            return text
+
+    family, engine = Family(), Fixed()
+    options = {"batch_size": 1, "label_prior": {"category": 1}}
+    template = family.template_of(options)
+    assert label_prior(family, engine, Ctx(), template, options) == {"A": 0.5, "B": 0.5}
+    assert engine.scored == []  # the training prior reads no model
+    assert closed_set_labels(family, engine, Ctx(), ["s"], options) == ["A"]
+    engine.scored.clear()
+    model = {**options, "label_prior_from": "model"}
+    prior = label_prior(family, engine, Ctx(), template, model)
+    assert prior == {"A": pytest.approx(0.9), "B": pytest.approx(0.1)}
+    assert engine.scored == ["Kind of v1?", "Kind of v2?"]
+    assert closed_set_labels(family, engine, Ctx(), ["s"], model) == ["B"]
+    multi = {"batch_size": 2, "label_prior_from": "model", "template_split": "unseen"}
+    assert lifted_labels(family, engine, Ctx(), ["s"], multi) == ["B"]
+
+
 def test_rating_prompts_show_only_other_training_ratings(tiny_ctx):
     """{rated_history}, {user_ratings} and {item_ratings} read the training review split
     only, and a training example never sees its own rating."""

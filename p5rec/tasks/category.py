@@ -7,19 +7,20 @@ single labels (the multi-label genre metrics).
 
 The answer is one of the training answers: a path, the training path the model scores
 highest (``tasks.labels.closed_set_labels``; ``eval.label_prior`` may discount frequent
-paths), or with ``eval.multilabel`` the labels the model rates likelier than their training
-share (:func:`lifted_labels`).
+paths), or with ``eval.multilabel`` the labels the model rates likelier than their prior
+share (:func:`lifted_labels`). The prior is the training answers' frequencies, or with
+``eval.label_prior_from=model`` the model's mean answer on validation prompts
+(``tasks.labels.label_prior``).
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
 
 from p5rec.baselines import Majority
 from p5rec.metrics import macro_f1_multilabel, micro_f1_multilabel
 from p5rec.tasks.base import Example, TaskContext, TaskFamily, register
-from p5rec.tasks.labels import closed_set_labels, label_metrics, softmax, train_label_counts
+from p5rec.tasks.labels import closed_set_labels, label_metrics, label_prior, softmax
 
 SEPARATOR = " > "
 
@@ -47,15 +48,16 @@ def category_metrics(preds: list[str], true: list[str]) -> dict[str, float]:
 
 class LabelLift:
     """The multi-label decision over a family's training answers (label sets, ``answers``
-    with their training counts).
+    with their prior weights: training counts, or ``tasks.labels.label_prior``).
 
     Given the model's probability of each training answer (normalised over them), a
     label's probability is the mass of the answers that contain it. The answer keeps each
-    label whose probability is at least its training frequency (the share of training
-    answers with it), so rare labels are not drowned by frequent ones; when none is, the
-    label with the largest ratio. Labels are joined in sorted order."""
+    label whose probability is at least its prior share (the prior mass of the answers
+    with it; with training counts, its training frequency), so rare labels are not drowned
+    by frequent ones; when none is, the label with the largest ratio. Labels are joined in
+    sorted order."""
 
-    def __init__(self, answers: Counter) -> None:
+    def __init__(self, answers: dict[str, float]) -> None:
         self.answers = sorted(answers)
         self.sets = [labels_of(a) for a in self.answers]
         total = sum(answers.values())
@@ -81,10 +83,10 @@ class LabelLift:
 
 
 def lifted_labels(family, engine, ctx, sources: list[str], options: dict) -> list[str]:
-    """Multi-label answers (:class:`LabelLift`) from the model's scores of every training
-    answer."""
-    lift = LabelLift(train_label_counts(family, ctx))
+    """Multi-label answers (:class:`LabelLift` against ``tasks.labels.label_prior``) from
+    the model's scores of every training answer."""
     template = family.template_of(options)
+    lift = LabelLift(label_prior(family, engine, ctx, template, options))
     texts = [template.render_target(a) for a in lift.answers]
     preds = []
     for start in range(0, len(sources), options["batch_size"]):
