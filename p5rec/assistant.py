@@ -277,8 +277,7 @@ class Assistant:
         fields = {
             "user": self.ctx.user_text(user) if user is not None else GENERIC_USER,
             "history": self.ctx.history_text(history) if history else "nothing yet",
-            "rated_history": self.ctx.rated_text(self.ctx.rated_events(user, item))
-            or "nothing yet",
+            "rated_history": self.ctx.rated_history_text(user, item) or "nothing yet",
             "user_ratings": self.ctx.rating_summary("user", user),
         }
         needs_item = family in ("rating", "explanation") or (family == "category" and not text)
