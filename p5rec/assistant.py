@@ -32,7 +32,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from p5rec.tasks import explanation, rating
+from p5rec.tasks import explanation, get_family, rating
 from p5rec.tasks.base import GENERIC_USER
 from p5rec.tasks.category import LabelLift
 from p5rec.tasks.labels import label_prior, prior_weight, rank_labels, train_label_counts
@@ -121,8 +121,13 @@ class Assistant:
         self.families = list(self.cfg.tasks.families)
         self.store = None  # a serving.HistoryStore: feedback extends histories
         # per label family, the prior its answers are decided against (label_prior; with
-        # eval.label_prior_from=model it is the model's mean answer, computed once)
+        # eval.label_prior_from=model the model's mean answer: training stored it in
+        # run.json, else it is computed at the family's first question)
         self._label_priors: dict[str, dict[str, float]] = {}
+        if self.cfg.eval.label_prior_from == "model":
+            for name, stored in run_info.get("label_priors", {}).items():
+                if stored["template"] == get_family(name).eval_template("seen").id:
+                    self._label_priors[name] = stored["prior"]
         self.engine = Engine(
             model,
             tokenizer,
@@ -181,8 +186,6 @@ class Assistant:
 
     @cached_property
     def _labels(self) -> dict[str, Counter]:
-        from p5rec.tasks import get_family
-
         return {
             name: train_label_counts(get_family(name), self.ctx)
             for name in ("sentiment", "category")
@@ -252,8 +255,6 @@ class Assistant:
         if text is not None:
             source = self._free_source(family, text, fields)
         else:
-            from p5rec.tasks import get_family
-
             source = get_family(family).eval_template("seen").render(fields, "")[0]
         source = self.ctx.prompt(family, source)
         excluded = frozenset(history or ()) if exclude_seen else frozenset()
@@ -276,8 +277,7 @@ class Assistant:
         fields = {
             "user": self.ctx.user_text(user) if user is not None else GENERIC_USER,
             "history": self.ctx.history_text(history) if history else "nothing yet",
-            "rated_history": self.ctx.rated_text(self.ctx.rated_events(user, item))
-            or "nothing yet",
+            "rated_history": self.ctx.rated_history_text(user, item) or "nothing yet",
             "user_ratings": self.ctx.rating_summary("user", user),
         }
         needs_item = family in ("rating", "explanation") or (family == "category" and not text)
@@ -299,8 +299,6 @@ class Assistant:
         return fields
 
     def _free_source(self, family: str, text: str, fields: dict[str, str]) -> str:
-        from p5rec.tasks import get_family
-
         fam = get_family(family)
         allowed = set(fam.required) | set(fam.optional)
         text = text.strip()
@@ -371,8 +369,6 @@ class Assistant:
         return out
 
     def _ratings(self, sources) -> list[dict]:
-        from p5rec.tasks import get_family
-
         template = get_family("rating").eval_template("seen")
         values, line = self._rating_values, self.rating_line
         lo, hi = self.ctx.corpus.rating_range
@@ -389,8 +385,6 @@ class Assistant:
         return out
 
     def _labels_of(self, family: str, sources) -> list[dict]:
-        from p5rec.tasks import get_family
-
         fam = get_family(family)
         counts = self._labels[family]
         if not counts:
@@ -421,8 +415,6 @@ class Assistant:
         return out
 
     def _texts(self, family: str, sources) -> list[dict]:
-        from p5rec.tasks import get_family
-
         template = get_family(family).eval_template("seen")
         return [{"text": t} for t in explanation.generate(self.engine, sources, template)]
 

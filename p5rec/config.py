@@ -222,7 +222,7 @@ class ModelConfig:
 
 USER_TEXTS = ("id", "generic", "token")
 RATING_TEXTS = ("digits", "token")
-RATED_HISTORIES = ("recent", "similar")
+RATED_HISTORIES = ("recent", "similar", "neighbours")
 
 
 @dataclass(frozen=True)
@@ -286,6 +286,10 @@ class TasksConfig:
     ``TaskContext.similar_rated``). Recent ratings tell the model the user's level, which
     their mean already says; ratings of similar items tell it how this user rates items of
     this kind, the neighbourhood that item-based collaborative filtering predicts from.
+    ``neighbours``: ``similar``'s ratings, then the prompt item's training-split ratings by
+    the users whose sets of rated items overlap the user's most (``TaskContext.
+    neighbour_ratings``, most alike first), the user-based neighbourhood beside the
+    item-based one.
     ``family_tokens``: every prompt starts with its family's own added token
     (``<task_next_item>``, ``<task_rating>``, ...; ``p5rec.tasks.base.family_token``), so
     the model is told which task it answers and the words around the fields only have to

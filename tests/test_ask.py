@@ -75,7 +75,8 @@ def test_template_and_named_task(assistant):
 
 def test_rating_request_shows_the_rated_history_of_its_item(assistant, monkeypatch):
     """A request's {rated_history} is the user's training ratings: the latest ones, or with
-    tasks.rated_history=similar those of the items most alike the one asked about."""
+    tasks.rated_history=similar those of the items most alike the one asked about (and with
+    neighbours then the item's ratings by the users most alike the user)."""
     ctx = assistant.ctx
     user = max(ctx.train_rated, key=lambda u: len(ctx.train_rated[u]))
     item = sorted(ctx.index.codes)[5]
@@ -85,6 +86,10 @@ def test_rating_request_shows_the_rated_history_of_its_item(assistant, monkeypat
     similar = ctx.rated_text(ctx.similar_rated(user, item))
     assert similar != recent
     assert similar in assistant.query("rating", user=user, item=item).source
+    monkeypatch.setattr(ctx, "rated_mode", "neighbours")
+    others = " ".join(f"{r:g}" for r in ctx.neighbour_ratings(user, item))
+    source = assistant.query("rating", user=user, item=item).source
+    assert others and f"{similar} ; like users: {others}" in source
 
 
 def test_batched_answers_equal_single_answers(assistant):

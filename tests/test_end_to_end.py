@@ -104,6 +104,46 @@ def test_calibrated_rating_is_the_validation_line(tiny_run, tiny_data):
         assert d2 == d
 
 
+def test_training_stores_the_model_label_prior_the_assistant_answers_with(tmp_path, tiny_data):
+    """With eval.label_prior_from=model, training ends by storing each label family's prior
+    under its first seen template (the model's mean answer on validation prompts) in
+    run.json; the assistant decides with it from the start, as evaluation decides."""
+    import random
+
+    from p5rec.generation import Engine
+    from p5rec.modeling import load_trained
+    from p5rec.tasks import get_family
+    from p5rec.tasks.labels import label_prior
+    from p5rec.training import build_context
+
+    cfg = tiny_config(
+        f"data.path={tiny_data}", "eval.label_prior_from=model", "eval.label_prior={category: 1}"
+    )
+    summary = train(cfg, tmp_path / "run", progress=False)
+    stored = json.loads((tmp_path / "run" / "run.json").read_text())["label_priors"]
+    assert stored == summary["label_priors"] and "category" in stored
+    family = get_family("category")
+    template = family.eval_template("seen")
+    model, tokenizer, index = load_trained(tmp_path / "run")
+    ctx = build_context(cfg, tiny_data, index)
+    engine = Engine(model, tokenizer, index, cfg.train.max_source_length)
+    fresh = label_prior(family, engine, ctx, template, cfg.eval.options())
+    assert stored["category"]["template"] == template.id
+    assert stored["category"]["prior"] == pytest.approx(fresh, abs=1e-6)
+    assert sum(fresh.values()) == pytest.approx(1.0)
+
+    assistant = Assistant(tmp_path / "run")
+    assert assistant._label_priors["category"] == stored["category"]["prior"]
+    examples = family.examples(ctx, "test", random.Random(0))[:4]
+    sources = [ctx.prompt("category", template.render(e.fields, e.target)[0]) for e in examples]
+    want = family.predict(engine, ctx, examples, sources, cfg.eval.options())
+    got = [
+        assistant.answer([assistant.query("category", item=e.meta["item"])])[0]["label"]
+        for e in examples
+    ]
+    assert got == want
+
+
 def test_served_ratings_go_through_the_trained_line(tmp_path, tiny_data, tiny_run):
     """With eval.calibrate_rating, training ends by fitting the kept model's rating line on
     the validation split (the seen template, as evaluation fits it) into run.json; the

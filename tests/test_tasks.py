@@ -335,6 +335,43 @@ def test_similar_rated_history_ranks_the_users_items_by_co_raters(tiny_ctx):
     assert ctx.rated_events("no such user", "no such item") == []
 
 
+def test_neighbour_ratings_rank_the_items_raters_by_co_rated_items(tiny_ctx):
+    """tasks.rated_history=neighbours: {rated_history} shows the similar-item ratings, then
+    the prompt item's training ratings by the users whose rated items overlap the user's
+    most (cosine; ties latest first), never the user's own, and a training example's own
+    rating left out of the user's items; a brute-force count."""
+    ctx = dataclasses.replace(tiny_ctx, rated_mode="neighbours", max_history=3)
+    events, train = ctx.corpus.interactions, set(ctx.splits.reviews["train"])
+    items_of: dict[str, set[str]] = {}
+    for m in train:
+        items_of.setdefault(events[m].user, set()).add(events[m].item)
+
+    family, checked = get_family("rating"), 0
+    for split in ("train", "test"):
+        for ex in family.examples(ctx, split, random.Random(0)):
+            n = ex.meta["event"]
+            e = events[n]
+            mine = {events[m].item for m in train if events[m].user == e.user and m != n}
+            others = sorted(
+                (m for m in train if events[m].item == e.item and events[m].user != e.user),
+                reverse=True,
+            )
+
+            def cosine(m, mine=mine):
+                theirs = items_of[events[m].user]
+                return len(mine & theirs) / math.sqrt(max(len(mine), 1) * len(theirs))
+
+            expected = [events[m].rating for m in sorted(others, key=cosine, reverse=True)[:3]]
+            assert ctx.neighbour_ratings(e.user, e.item, n) == pytest.approx(expected)
+            text = ctx.rated_text(ctx.similar_rated(e.user, e.item, n))
+            if expected:
+                text = f"{text} ; like users: {' '.join(f'{r:g}' for r in expected)}".strip()
+            assert ex.fields["rated_history"] == (text or "nothing yet")
+            checked += len(set(expected)) > 1
+    assert checked > 10
+    assert ctx.neighbour_ratings("no such user", "no such item") == []
+
+
 def test_rating_summary_hand_computed(tiny_ctx, monkeypatch):
     ctx = tiny_ctx
     monkeypatch.setitem(ctx.rating_totals["item"], "hand", (9.0, 2))  # ratings 4 and 5

@@ -182,7 +182,7 @@ class TaskContext:
             "item_title": self.title(e.item),
             "review": self.review_text(e.review),
             "history": self.history_text(self.previous_items[n]) or "nothing yet",
-            "rated_history": self.rated_text(self.rated_events(e.user, e.item, n)) or "nothing yet",
+            "rated_history": self.rated_history_text(e.user, e.item, n) or "nothing yet",
             "user_ratings": self.rating_summary("user", e.user, n),
             "item_ratings": self.rating_summary("item", e.item, n),
         }
@@ -204,7 +204,7 @@ class TaskContext:
         (``tasks.rated_history``): ``recent``, those before interaction ``n`` (all of them
         for a request, ``n`` None); ``similar``, those of the items most alike ``item``
         (``similar_rated``)."""
-        if self.rated_mode == "similar":
+        if self.rated_mode in ("similar", "neighbours"):
             return self.similar_rated(user, item, n)
         return self.previous_rated[n] if n is not None else self.train_rated.get(user, [])
 
@@ -230,7 +230,78 @@ class TaskContext:
         rated = sparse.csr_matrix((np.ones(len(item_rows)), (user_rows, item_rows)), shape) > 0
         rated = rated.astype(np.float64)
         co = (rated.T @ rated).tocsr()
-        return {"co": co, "raters": co.diagonal(), "row": rows, "events": events, "cols": cols}
+        return {
+            "co": co,
+            "raters": co.diagonal(),
+            "row": rows,
+            "events": events,
+            "cols": cols,
+            "rated": rated.tocsr(),  # user rows (in ``events`` order) by item rows
+            "user_row": {u: r for r, u in enumerate(cols)},
+            "sizes": np.asarray(rated.sum(axis=1)).ravel(),  # items per user row
+        }
+
+    @cached_property
+    def item_raters(self) -> dict[int, tuple[Any, Any, Any]]:
+        """What ``neighbour_ratings`` reads: per item row (``co_raters``' ``row``), its
+        training-split ratings as three arrays, the raters' user rows, the ratings and the
+        interactions, latest first."""
+        import numpy as np
+
+        index = self.co_raters
+        per_item: dict[int, list[tuple[int, float, int]]] = {}
+        for user, events in index["events"].items():
+            u = index["user_row"][user]
+            for n, k in zip(events.tolist(), index["cols"][user].tolist()):
+                per_item.setdefault(k, []).append((u, self.corpus.interactions[n].rating, n))
+        out = {}
+        for k, rows in per_item.items():
+            rows.sort(key=lambda r: -r[2])
+            users, ratings, events = zip(*rows)
+            out[k] = (np.array(users), np.array(ratings, dtype=np.float64), np.array(events))
+        return out
+
+    def neighbour_ratings(self, user: str, item: str, n: int | None = None) -> list[float]:
+        """The training-split ratings of ``item`` by other users, of the ``max_history``
+        users most alike ``user``, most alike first (ties latest first). Alike is the cosine
+        of the two users' sets of training-split rated items; when ``n`` is the user's
+        training rating of ``item`` it is left out of their set, so a training example
+        ranks the raters as a held-out rating of the same pair would. The user's own
+        ratings are never among them."""
+        import numpy as np
+
+        index = self.co_raters
+        k = index["row"].get(item)
+        if k is None or k not in self.item_raters:
+            return []
+        users, ratings, _ = self.item_raters[k]
+        u = index["user_row"].get(user)
+        keep = users != u
+        users, ratings = users[keep], ratings[keep]
+        if not len(users):
+            return []
+        if u is not None:
+            cols = index["cols"][user][index["events"][user] != n]
+            own = int(n in self.train_reviews and not (cols == k).any())
+            rated = index["rated"]
+            mine = np.zeros(rated.shape[1])
+            mine[rated.indices[rated.indptr[u] : rated.indptr[u + 1]]] = 1.0
+            shared = rated[users] @ mine - own
+            sims = shared / np.sqrt(max(mine.sum() - own, 1) * index["sizes"][users])
+            ratings = ratings[np.argsort(-sims, kind="stable")]
+        return ratings[: self.max_history].tolist()
+
+    def rated_history_text(self, user: str, item: str, n: int | None = None) -> str:
+        """What ``{rated_history}`` shows (``tasks.rated_history``): the user's ratings
+        (``rated_events``), and with ``neighbours`` then the ratings ``item`` got from the
+        users most alike them ("<item> 4 <item> 5 ; like users: 4 5 3")."""
+        text = self.rated_text(self.rated_events(user, item, n))
+        if self.rated_mode != "neighbours":
+            return text
+        others = self.neighbour_ratings(user, item, n)
+        if not others:
+            return text
+        return f"{text} ; like users: {' '.join(f'{r:g}' for r in others)}".strip()
 
     def similar_rated(self, user: str, item: str, n: int | None = None) -> list[int]:
         """The user's training-split ratings other than interaction ``n``, of the

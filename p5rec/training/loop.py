@@ -623,21 +623,47 @@ def train(
         _export_best(cfg, run_dir, len(tokenizer))
         if fit_rating_line:
             summary["rating_calibration"] = _rating_line(cfg, run_dir, ctx, accelerator.device)
+        if cfg.eval.label_prior_from == "model":
+            summary["label_priors"] = _label_priors(cfg, run_dir, ctx, accelerator.device)
         atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return summary
+
+
+def _exported_engine(cfg: ExperimentConfig, run_dir: Path, device):
+    """An ``Engine`` over the exported model (``RUN/model``)."""
+    from p5rec.generation import Engine
+    from p5rec.modeling import load_trained
+
+    model, tokenizer, index = load_trained(run_dir)
+    return Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
 
 
 def _rating_line(cfg: ExperimentConfig, run_dir: Path, ctx, device) -> dict:
     """The exported model's rating line (``Rating.fit_line``, the first seen template, the
     one ``p5rec ask`` and ``serve`` score ratings with), fitted on the validation split:
     ``run.json``'s ``rating_calibration``, which the served ratings go through."""
-    from p5rec.generation import Engine
-    from p5rec.modeling import load_trained
-
-    model, tokenizer, index = load_trained(run_dir)
-    engine = Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
+    engine = _exported_engine(cfg, run_dir, device)
     return get_family("rating").fit_line(engine, ctx, cfg.eval.options("seen"))
+
+
+def _label_priors(cfg: ExperimentConfig, run_dir: Path, ctx, device) -> dict:
+    """With ``eval.label_prior_from=model``, the exported model's label prior
+    (``tasks.labels.label_prior``) per label family under its first seen template, the one
+    ``p5rec ask`` and ``serve`` answer with: ``run.json``'s ``label_priors``, so a served
+    answer need not score the validation prompts first."""
+    from p5rec.tasks.labels import label_prior
+
+    engine = _exported_engine(cfg, run_dir, device)
+    options = cfg.eval.options("seen")
+    priors = {}
+    for name in ("sentiment", "category"):
+        if name in cfg.tasks.families:
+            family = get_family(name)
+            template = family.eval_template("seen")
+            prior = label_prior(family, engine, ctx, template, options)
+            priors[name] = {"template": template.id, "prior": prior}
+    return priors
 
 
 def _export_best(cfg: ExperimentConfig, run_dir: Path, vocab_size: int) -> None:
