@@ -17,7 +17,7 @@ and returns one typed answer per query:
 * ``label``: a label of the family's training label set, with alternatives and the
   model's probabilities (sentiment, category), decided as evaluation decides it (sentiment:
   class-balanced; ``eval.label_prior``), so the answer is always a real label; multi-label
-  categories (``eval.multilabel``) answer the labels likelier than their training share,
+  categories (``eval.multilabel``) answer the labels likelier than their prior share,
   each a training label, with each one's probability (``labels``) and that of them all;
 * ``text``: a generated sentence (explanation).
 """

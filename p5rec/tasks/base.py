@@ -242,10 +242,10 @@ class TaskContext:
         }
 
     @cached_property
-    def item_raters(self) -> dict[int, tuple[Any, Any, Any]]:
+    def item_raters(self) -> dict[int, tuple[Any, Any]]:
         """What ``neighbour_ratings`` reads: per item row (``co_raters``' ``row``), its
-        training-split ratings as three arrays, the raters' user rows, the ratings and the
-        interactions, latest first."""
+        training-split ratings as two arrays, the raters' user rows and the ratings, latest
+        first."""
         import numpy as np
 
         index = self.co_raters
@@ -257,8 +257,8 @@ class TaskContext:
         out = {}
         for k, rows in per_item.items():
             rows.sort(key=lambda r: -r[2])
-            users, ratings, events = zip(*rows)
-            out[k] = (np.array(users), np.array(ratings, dtype=np.float64), np.array(events))
+            users, ratings, _ = zip(*rows)
+            out[k] = (np.array(users), np.array(ratings, dtype=np.float64))
         return out
 
     def neighbour_ratings(self, user: str, item: str, n: int | None = None) -> list[float]:
@@ -274,7 +274,7 @@ class TaskContext:
         k = index["row"].get(item)
         if k is None or k not in self.item_raters:
             return []
-        users, ratings, _ = self.item_raters[k]
+        users, ratings = self.item_raters[k]
         u = index["user_row"].get(user)
         keep = users != u
         users, ratings = users[keep], ratings[keep]

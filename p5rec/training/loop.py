@@ -621,10 +621,13 @@ def train(
     }
     if main:
         _export_best(cfg, run_dir, len(tokenizer))
+        store_priors = cfg.eval.label_prior_from == "model"
+        if fit_rating_line or store_priors:  # what ask and serve answer with, from RUN/model
+            engine = _exported_engine(cfg, run_dir, accelerator.device)
         if fit_rating_line:
-            summary["rating_calibration"] = _rating_line(cfg, run_dir, ctx, accelerator.device)
-        if cfg.eval.label_prior_from == "model":
-            summary["label_priors"] = _label_priors(cfg, run_dir, ctx, accelerator.device)
+            summary["rating_calibration"] = _rating_line(cfg, engine, ctx)
+        if store_priors:
+            summary["label_priors"] = _label_priors(cfg, engine, ctx)
         atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return summary
@@ -639,22 +642,20 @@ def _exported_engine(cfg: ExperimentConfig, run_dir: Path, device):
     return Engine(model, tokenizer, index, cfg.train.max_source_length, device=device)
 
 
-def _rating_line(cfg: ExperimentConfig, run_dir: Path, ctx, device) -> dict:
+def _rating_line(cfg: ExperimentConfig, engine, ctx) -> dict:
     """The exported model's rating line (``Rating.fit_line``, the first seen template, the
     one ``p5rec ask`` and ``serve`` score ratings with), fitted on the validation split:
     ``run.json``'s ``rating_calibration``, which the served ratings go through."""
-    engine = _exported_engine(cfg, run_dir, device)
     return get_family("rating").fit_line(engine, ctx, cfg.eval.options("seen"))
 
 
-def _label_priors(cfg: ExperimentConfig, run_dir: Path, ctx, device) -> dict:
+def _label_priors(cfg: ExperimentConfig, engine, ctx) -> dict:
     """With ``eval.label_prior_from=model``, the exported model's label prior
     (``tasks.labels.label_prior``) per label family under its first seen template, the one
     ``p5rec ask`` and ``serve`` answer with: ``run.json``'s ``label_priors``, so a served
     answer need not score the validation prompts first."""
     from p5rec.tasks.labels import label_prior
 
-    engine = _exported_engine(cfg, run_dir, device)
     options = cfg.eval.options("seen")
     priors = {}
     for name in ("sentiment", "category"):
